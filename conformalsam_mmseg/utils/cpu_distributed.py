@@ -1,0 +1,31 @@
+"""Distributed training on machines without CUDA (gloo), e.g. ``dist_train.sh`` on a laptop.
+
+mmengine 0.10.7 assumes a GPU per rank: ``init_dist`` calls ``torch.cuda.set_device`` and
+the DDP wrapper is given ``device_ids=[LOCAL_RANK]``. Both fail on a CPU-only build. Here the
+process group is initialised with gloo first (mmengine then skips its own init) and the
+wrapper gets ``device_ids=None``, which is what DDP expects for CPU modules.
+"""
+import torch
+import torch.distributed as torch_dist
+
+
+def setup_cpu_distributed(cfg, launcher):
+    """Prepare ``cfg`` for a CPU run under ``launcher``; a no-op with CUDA or without a launcher."""
+    if launcher == 'none' or torch.cuda.is_available():
+        return cfg
+    if launcher != 'pytorch':
+        raise ValueError(
+            f"CPU distributed training supports --launcher pytorch (torchrun), got '{launcher}'; "
+            'use tools/dist_train.sh, or run on GPUs for slurm/mpi.')
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo')
+    if backend != 'gloo':
+        cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    return cfg

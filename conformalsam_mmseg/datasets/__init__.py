@@ -1,4 +1,8 @@
 from .camvid import CamVidDataset
-from .transforms import LoadCheckedAnnotations
+from .synthetic_shapes import SyntheticShapesDataset, make_shapes_dataset
+from .transforms import LoadCheckedAnnotations, RandomRescale
 
-__all__ = ['CamVidDataset', 'LoadCheckedAnnotations']
+__all__ = [
+    'CamVidDataset', 'SyntheticShapesDataset', 'make_shapes_dataset',
+    'LoadCheckedAnnotations', 'RandomRescale'
+]

@@ -3,8 +3,13 @@
 mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, so torch's safe unpickler
 refuses the message-hub objects and numpy values stored in every checkpoint's ``meta``.
 Instead of switching the safe unpickler off, the few classes a checkpoint legitimately
-holds are allow-listed.
+holds are allow-listed. ``HistoryBuffer`` pickles its statistics methods as
+``getattr(HistoryBuffer, 'min')``; a general ``getattr`` would let a crafted file reach any
+attribute of any allowed object, so a ``getattr`` that resolves only those methods stands in
+for it.
 """
+import pickle
+
 import numpy as np
 import torch
 
@@ -29,9 +34,22 @@ def _mmengine_globals():
     return [HistoryBuffer, MessageHub, ConfigDict, OrderedDict, defaultdict]
 
 
+def _history_buffer_getattr(obj, name, *default):
+    from mmengine.logging import HistoryBuffer
+    if obj is HistoryBuffer and (name in HistoryBuffer._statistics_methods
+                                 or name in ('min', 'max', 'current', 'mean')):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'weights_only checkpoint loading allows getattr only for HistoryBuffer statistics '
+        f'methods, not {obj!r}.{name}; the checkpoint holds objects other than weights and '
+        'mmengine training state.')
+
+
 def register_checkpoint_safe_globals():
     """Allow-list what mmengine writes into checkpoints; idempotent."""
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is None:  # torch < 2.4 has no safe unpickler to configure
         return
-    add(_numpy_globals() + _mmengine_globals())
+    add(_numpy_globals() + _mmengine_globals() +
+        [(_history_buffer_getattr, 'builtins.getattr'),
+         (_history_buffer_getattr, '__builtin__.getattr')])

@@ -1,3 +1,4 @@
 from .loading import LoadCheckedAnnotations
+from .rescale import RandomRescale
 
-__all__ = ['LoadCheckedAnnotations']
+__all__ = ['LoadCheckedAnnotations', 'RandomRescale']

@@ -1,0 +1,9 @@
+_base_ = [
+    '../_base_/models/deeplabv3plus_r101.py', '../_base_/datasets/voc_classic.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/unimatch_sgd.py'
+]
+crop_size = (321, 321)
+model = dict(data_preprocessor=dict(size=crop_size))
+train_dataloader = dict(dataset=dict(ann_file='splits/voc_classic/92/labeled.txt'))
+# 80 epochs x ceil(10490 unlabeled / 8 per iteration)
+train_cfg = dict(max_iters=104960)

@@ -1,0 +1,34 @@
+"""tools/dist_train.sh with 2 CPU processes (gloo) trains and checkpoints."""
+import os
+import os.path as osp
+import socket
+import subprocess
+
+from conftest import REPO
+from helpers import shapes_config
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_dist_train_two_cpu_ranks(shapes_root, tmp_path, python):
+    cfg = shapes_config(shapes_root, tmp_path / 'work', max_iters=2)
+    cfg.train_dataloader.sampler.type = 'InfiniteSampler'
+    cfg.custom_imports = dict(
+        imports=['conformalsam_mmseg', 'rank_done_hook'], allow_failed_imports=False)
+    cfg.custom_hooks = [dict(type='RankDoneHook')]
+    cfg_path = str(tmp_path / 'dist_cfg.py')
+    cfg.dump(cfg_path)
+    env = dict(os.environ, PYTHON=python, PORT=str(_free_port()),
+               PYTHONPATH=osp.join(REPO, 'tests'), OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), cfg_path, '2'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for rank in (0, 1):
+        done = tmp_path / 'work' / f'rank{rank}.done'
+        assert done.read_text() == 'world_size=2 iters=2'
+    assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')

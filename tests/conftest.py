@@ -28,3 +28,10 @@ def shapes_root(tmp_path_factory):
 @pytest.fixture
 def python():
     return sys.executable
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """Build models and transforms from mmseg's registries, as configs do via default_scope."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')

@@ -1,0 +1,4 @@
+from .semi_base import SemiSegmentor, rename_loss_dict, reweight_loss_dict
+from .unimatch import UniMatch
+
+__all__ = ['SemiSegmentor', 'UniMatch', 'rename_loss_dict', 'reweight_loss_dict']

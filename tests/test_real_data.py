@@ -77,8 +77,8 @@ def test_camvid_train_and_evaluate(tmp_path):
     (tmp_path / 'val.txt').write_text('\n'.join(val_stems) + '\n')
 
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'supervised',
-                                   'deeplabv3plus_r18_camvid-1-8.py'))
-    cfg.model = _tiny_model(11, (96, 96))
+                                   'deeplabv3plus_effl0_camvid-1-8.py'))
+    cfg.model.data_preprocessor.size = (96, 96)  # the baseline's own pretrained model
     cfg.train_dataloader.dataset.pipeline[4].crop_size = (96, 96)
     for loader in ('train_dataloader', 'val_dataloader'):
         ds = cfg[loader].dataset

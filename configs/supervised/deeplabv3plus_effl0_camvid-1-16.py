@@ -1,6 +1,7 @@
-# CPU-sized supervised baseline on CamVid (half resolution, labeled 1-16 of train).
+# CPU-sized supervised baseline on CamVid (half resolution, labeled 1-16 of train):
+# DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0 (weights installed with the package).
 _base_ = [
-    '../_base_/models/deeplabv3plus_r18.py', '../_base_/datasets/camvid.py',
+    '../_base_/models/deeplabv3plus_efficientnet-lite0.py', '../_base_/datasets/camvid.py',
     '../_base_/default_runtime.py', '../_base_/schedules/unimatch_sgd.py'
 ]
 crop_size = (160, 160)

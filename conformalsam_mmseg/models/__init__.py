@@ -1,4 +1,9 @@
 from .backbones import EfficientNetLite0
-from .segmentors import SemiSegmentor, UniMatch
+from .data_preprocessors import MultiBranchDataPreprocessor
+from .segmentors import SelfReliance, SemiSegmentor, UniMatch
+from .weighting import DynamicLossWeighter
 
-__all__ = ['EfficientNetLite0', 'SemiSegmentor', 'UniMatch']
+__all__ = [
+    'EfficientNetLite0', 'MultiBranchDataPreprocessor', 'SemiSegmentor', 'UniMatch',
+    'SelfReliance', 'DynamicLossWeighter'
+]

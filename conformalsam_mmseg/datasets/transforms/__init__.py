@@ -1,4 +1,10 @@
+from .dummy_seg import LoadDummySegMap
 from .loading import LoadCheckedAnnotations
+from .multi_branch import MultiBranch
+from .photometric import ColorJitter, GaussianBlur
 from .rescale import RandomRescale
 
-__all__ = ['LoadCheckedAnnotations', 'RandomRescale']
+__all__ = [
+    'LoadCheckedAnnotations', 'RandomRescale', 'LoadDummySegMap', 'MultiBranch', 'ColorJitter',
+    'GaussianBlur'
+]

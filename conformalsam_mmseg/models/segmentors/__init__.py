@@ -1,4 +1,5 @@
+from .self_reliance import SelfReliance
 from .semi_base import SemiSegmentor, rename_loss_dict, reweight_loss_dict
 from .unimatch import UniMatch
 
-__all__ = ['SemiSegmentor', 'UniMatch', 'rename_loss_dict', 'reweight_loss_dict']
+__all__ = ['SemiSegmentor', 'UniMatch', 'SelfReliance', 'rename_loss_dict', 'reweight_loss_dict']

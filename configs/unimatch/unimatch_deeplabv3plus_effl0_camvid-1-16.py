@@ -1,0 +1,17 @@
+# CPU-sized UniMatch on CamVid (half resolution, labeled 1-16 of train, the rest unlabeled):
+# 4 labeled + 4 unlabeled + 4 CutMix-source crops of 160 px per iteration.
+_base_ = [
+    '../_base_/models/unimatch_deeplabv3plus_efficientnet-lite0.py',
+    '../_base_/datasets/semi/camvid_semi.py', '../_base_/default_runtime.py',
+    '../_base_/schedules/unimatch_sgd.py'
+]
+crop_size = (160, 160)
+model = dict(data_preprocessor=dict(data_preprocessor=dict(size=crop_size)))
+split = 'splits/camvid/1-16'
+train_dataloader = dict(
+    dataset=dict(
+        labeled=dict(ann_file=split + '/labeled.txt'),
+        unlabeled=dict(ann_file=split + '/unlabeled.txt')))
+train_cfg = dict(max_iters=2000, val_interval=500)
+default_hooks = dict(checkpoint=dict(interval=500))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))

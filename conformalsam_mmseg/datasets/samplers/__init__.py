@@ -1,0 +1,3 @@
+from .semi_sampler import MultiSourceSampler
+
+__all__ = ['MultiSourceSampler']

@@ -1,0 +1,155 @@
+"""Cached annotator outputs in the training pipeline, as extra seg fields.
+
+A pipeline for unlabeled images (the "dummy label" is a 0-filled map, 255 after padding)::
+
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotatorOutput', cache_dir='data/annotator/voc_seem', num_classes=21),
+    ...,                                   # Resize / RandomRescale / RandomCrop / RandomFlip
+    dict(type='PadSegFields', size=crop_size, pad_val=dict(img=0, seg=255)),
+    dict(type='PackAnnotatorOutput'),      # PackSegInputs + the annotator fields
+
+``LoadAnnotatorOutput`` adds two (H, W, k) uint8 arrays (k = 1: (H, W)) to ``results`` and
+to ``results['seg_fields']``: ``annotator_topk_index`` (class of rank j) and
+``annotator_topk_prob`` (its probability, quantised: p = v / 255). mmseg's ``Resize`` (hence
+``RandomRescale``), ``RandomCrop`` and ``RandomFlip`` transform every seg field with the
+image (nearest interpolation for resizing, so quantised probabilities are never blended).
+mmcv's ``Pad`` pads only ``gt_seg_map``: use ``PadSegFields`` (the same transform, padding every
+seg field) so that padded pixels get index 255 (and prob 255) in the annotator fields too;
+``SEEMPseudoLabelHead`` rejects them. ``SegDataPreProcessor`` pads only ``gt_sem_seg``, so
+the pipeline itself must pad to the crop size.
+
+``PackAnnotatorOutput`` is ``PackSegInputs`` plus the two fields as ``PixelData`` in the
+``SegDataSample``: ``annotator_topk_index`` and ``annotator_topk_prob``, (k, H, W) uint8
+tensors (kept uint8 to move 8x fewer bytes than int64/float32 through the data loader;
+``SEEMPseudoLabelHead`` converts them).
+"""
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform, Pad
+from mmengine.structures import PixelData
+from mmseg.datasets.transforms import PackSegInputs
+from mmseg.registry import TRANSFORMS
+
+from ...annotators.base import image_stem
+from ...annotators.cache import AnnotatorCache
+
+INDEX_KEY = 'annotator_topk_index'
+PROB_KEY = 'annotator_topk_prob'
+
+
+@TRANSFORMS.register_module()
+class LoadAnnotatorOutput(BaseTransform):
+    """Load an image's cached top-k annotator output as seg fields.
+
+    Place it right after ``LoadImageFromFile`` (before any transform that changes the image
+    size): the entry is checked against the image's original size.
+
+    Args:
+        cache_dir: the folder written by ``tools/generate_pseudo_labels.py``.
+        num_classes: K; entries made for another number of classes are stale.
+        classes: optional class names; when given, entries must have been made with exactly
+            these names in this order.
+        annotator: optional annotator name entries must come from.
+        topk: optional k entries must hold.
+
+    A missing or stale entry raises ``CacheEntryError`` naming the image and the
+    ``tools/generate_pseudo_labels.py`` command that makes it.
+    """
+
+    def __init__(self, cache_dir, num_classes, classes=None, annotator=None, topk=None):
+        self.cache = AnnotatorCache(cache_dir, num_classes=num_classes, class_names=classes,
+                                    annotator=annotator, topk=topk)
+
+    def transform(self, results):
+        h, w = results['img'].shape[:2]
+        ori = results.get('ori_shape')
+        if ori is not None and tuple(ori[:2]) != (h, w):
+            raise ValueError(
+                f'LoadAnnotatorOutput: the image is {h} x {w} but was loaded at {ori[0]} x '
+                f'{ori[1]}; put LoadAnnotatorOutput right after LoadImageFromFile, before any '
+                'transform that resizes, crops or pads, so that one transform moves both')
+        img_path = results.get('img_path')
+        entry = self.cache.load(image_stem(img_path), height=h, width=w, img_path=img_path)
+        results[INDEX_KEY] = _hwk(entry.index)
+        results[PROB_KEY] = _hwk(entry.prob)
+        seg_fields = results.setdefault('seg_fields', [])
+        for key in (INDEX_KEY, PROB_KEY):
+            if key not in seg_fields:
+                seg_fields.append(key)
+        results['annotator_topk'] = entry.meta['topk']
+        return results
+
+    def __repr__(self):
+        c = self.cache
+        return (f'{type(self).__name__}(cache_dir={c.cache_dir!r}, num_classes={c.num_classes}'
+                f', annotator={c.annotator!r}, topk={c.topk})')
+
+
+def _hwk(planes):
+    """(k, H, W) -> contiguous (H, W, k); (H, W) for k = 1, since cv2 drops a trailing axis
+    of size 1 when resizing."""
+    if planes.shape[0] == 1:
+        return np.ascontiguousarray(planes[0])
+    return np.ascontiguousarray(planes.transpose(1, 2, 0))
+
+
+@TRANSFORMS.register_module()
+class PadSegFields(Pad):
+    """mmcv's ``Pad`` that pads every seg field (mmcv's pads only ``gt_seg_map``).
+
+    Same arguments as ``Pad``; seg fields, (H, W) or (H, W, k), are padded at the bottom and
+    right with ``pad_val['seg']`` (default 255), or with ``padding_mode``.
+    """
+
+    def _pad_seg(self, results):
+        pad_val = self.pad_val.get('seg', 255)
+        height, width = results['pad_shape'][:2]
+        keys = list(results.get('seg_fields', []))
+        if 'gt_seg_map' not in keys:
+            keys.append('gt_seg_map')
+        for key in keys:
+            seg = results.get(key)
+            if seg is None:
+                continue
+            h, w = seg.shape[:2]
+            if h > height or w > width:
+                raise ValueError(f'PadSegFields: {key} is {h} x {w}, larger than the padded '
+                                 f'image {height} x {width}')
+            pad = ((0, height - h), (0, width - w)) + ((0, 0), ) * (seg.ndim - 2)
+            if self.padding_mode == 'constant':
+                results[key] = np.pad(seg, pad, mode='constant', constant_values=pad_val)
+            else:  # mmcv's 'edge', 'reflect' and 'symmetric' are numpy's modes of those names
+                results[key] = np.pad(seg, pad, mode=self.padding_mode)
+
+
+@TRANSFORMS.register_module()
+class PackAnnotatorOutput(PackSegInputs):
+    """``PackSegInputs`` plus the annotator fields; use it in place of ``PackSegInputs``.
+
+    Adds to the ``SegDataSample``: ``annotator_topk_index`` and ``annotator_topk_prob``,
+    ``PixelData`` of (k, H, W) uint8 tensors (index 255 = padded pixel; probability
+    p = v / 255), and the metainfo key ``annotator_topk`` (k). Same arguments as
+    ``PackSegInputs``.
+    """
+
+    def transform(self, results):
+        packed = super().transform(results)
+        sample = packed['data_samples']
+        h, w = results['img'].shape[:2]
+        for key in (INDEX_KEY, PROB_KEY):
+            if key not in results:
+                raise KeyError(f'PackAnnotatorOutput: no {key} in the results; add '
+                               'LoadAnnotatorOutput to the pipeline (after LoadImageFromFile)')
+            arr = results[key]
+            if arr.shape[:2] != (h, w):
+                raise ValueError(
+                    f'PackAnnotatorOutput: {key} is {arr.shape[0]} x {arr.shape[1]} but the '
+                    f'image is {h} x {w}. A transform moved the image without it: pad with '
+                    'PadSegFields (mmcv\'s Pad pads only gt_seg_map) and use mmseg\'s Resize, '
+                    'RandomCrop and RandomFlip, which transform every seg field')
+            if arr.ndim == 2:
+                arr = arr[..., None]
+            data = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+            sample.set_data({key: PixelData(data=data)})
+        sample.set_metainfo(dict(annotator_topk=int(results['annotator_topk'])))
+        return packed

@@ -3,7 +3,7 @@
 Importing the package (e.g. through ``custom_imports`` in a config) registers every component
 into mmseg's registries and makes mmengine checkpoints loadable under ``weights_only=True``.
 """
-from . import datasets, engine, models  # noqa: F401  (registration side effects)
+from . import annotators, datasets, engine, models  # noqa: F401  (registration side effects)
 from .utils import register_checkpoint_safe_globals
 
 __version__ = '0.1.0'

@@ -5,6 +5,7 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
+from mmseg.registry import RUNNERS
 
 import conformalsam_mmseg  # noqa: F401  (registers components and checkpoint safe globals)
 from conformalsam_mmseg.utils import setup_cpu_distributed
@@ -87,7 +88,8 @@ def main():
         cfg.test_evaluator['keep_results'] = True
 
     setup_cpu_distributed(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg)
+    # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.test()
 
 

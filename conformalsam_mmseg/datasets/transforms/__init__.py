@@ -1,3 +1,4 @@
+from .annotator_output import LoadAnnotatorOutput, PackAnnotatorOutput, PadSegFields
 from .dummy_seg import LoadDummySegMap
 from .loading import LoadCheckedAnnotations
 from .multi_branch import MultiBranch
@@ -6,5 +7,5 @@ from .rescale import RandomRescale
 
 __all__ = [
     'LoadCheckedAnnotations', 'RandomRescale', 'LoadDummySegMap', 'MultiBranch', 'ColorJitter',
-    'GaussianBlur'
+    'GaussianBlur', 'LoadAnnotatorOutput', 'PadSegFields', 'PackAnnotatorOutput'
 ]

@@ -23,6 +23,7 @@ the pipeline itself must pad to the crop size.
 tensors (kept uint8 to move 8x fewer bytes than int64/float32 through the data loader;
 ``SEEMPseudoLabelHead`` converts them).
 """
+import cv2
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform, Pad
@@ -87,10 +88,21 @@ class LoadAnnotatorOutput(BaseTransform):
 
 def _hwk(planes):
     """(k, H, W) -> contiguous (H, W, k); (H, W) for k = 1, since cv2 drops a trailing axis
-    of size 1 when resizing."""
+    of size 1 when resizing. cv2.merge interleaves ~20x faster than a numpy transpose."""
     if planes.shape[0] == 1:
-        return np.ascontiguousarray(planes[0])
+        return planes[0]
+    if planes.shape[0] <= 128:  # OpenCV 5's channel limit
+        return cv2.merge(list(planes))
     return np.ascontiguousarray(planes.transpose(1, 2, 0))
+
+
+def _khw(arr):
+    """(H, W, k) or (H, W) -> contiguous (k, H, W)."""
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.shape[2] <= 128:
+        return np.stack(cv2.split(np.ascontiguousarray(arr)))
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 @TRANSFORMS.register_module()
@@ -147,9 +159,7 @@ class PackAnnotatorOutput(PackSegInputs):
                     f'image is {h} x {w}. A transform moved the image without it: pad with '
                     'PadSegFields (mmcv\'s Pad pads only gt_seg_map) and use mmseg\'s Resize, '
                     'RandomCrop and RandomFlip, which transform every seg field')
-            if arr.ndim == 2:
-                arr = arr[..., None]
-            data = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+            data = torch.from_numpy(np.ascontiguousarray(_khw(arr)))
             sample.set_data({key: PixelData(data=data)})
         sample.set_metainfo(dict(annotator_topk=int(results['annotator_topk'])))
         return packed

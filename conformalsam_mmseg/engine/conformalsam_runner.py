@@ -1,0 +1,98 @@
+"""Turn a semi-supervised config into its ConformalSAM version, at load time.
+
+A config that inherits ``configs/_base_/conformalsam.py`` next to a host config (UniMatch,
+AllSpark, or SelfReliance for ConformalSAM alone) carries ``runner_type='ConformalSAMRunner'``
+and a ``conformalsam`` dict. mmengine's config inheritance cannot rewrite the host's model and
+pipelines from a sibling base, so the runner does it, explicitly, before building anything:
+
+- model: ``ConformalSAM(host=<the host model>, pseudo_label_head=SEEMPseudoLabelHead(...))``;
+- unlabeled pipeline: ``LoadAnnotatorOutput`` after the image is loaded, ``PadSegFields`` after
+  the crop (so the annotator fields are padded like the dummy map), ``PackAnnotatorOutput`` for
+  the weak view;
+- hooks: ``ConformalCalibrationHook`` and ``SelfRelianceHook``.
+
+``apply_conformalsam(cfg)`` is the same rewrite for code that builds runners itself.
+"""
+import copy
+
+from mmengine.config import ConfigDict
+from mmengine.runner import Runner
+from mmseg.registry import DATASETS, RUNNERS
+
+
+def _require(conformalsam, key):
+    if conformalsam.get(key) is None:
+        raise KeyError(f"conformalsam.{key} is not set; set it in your config, e.g. "
+                       f"conformalsam = dict({key}=...) (see docs/conformalsam.md).")
+    return conformalsam[key]
+
+
+def _index(pipeline, type_name, where):
+    for i, step in enumerate(pipeline):
+        if step.get('type') == type_name:
+            return i
+    raise ValueError(f'the unlabeled pipeline has no {type_name} ({where}); ConformalSAM needs '
+                     'the semi-supervised pipelines of configs/_base_/datasets/semi/.')
+
+
+def _dataset_classes(dataset_cfg):
+    metainfo = dataset_cfg.get('metainfo') or {}
+    if metainfo.get('classes'):
+        return tuple(metainfo['classes'])
+    return tuple(DATASETS.get(dataset_cfg['type']).METAINFO['classes'])
+
+
+def apply_conformalsam(cfg):
+    """Rewrite ``cfg`` (in place) into ConformalSAM around its model; returns ``cfg``."""
+    if cfg.model.get('type') == 'ConformalSAM':
+        return cfg
+    csam = cfg.conformalsam
+    dataset = cfg.train_dataloader.dataset
+    if dataset.get('type') != 'SemiDataset':
+        raise ValueError('ConformalSAM needs a semi-supervised train_dataloader '
+                         "(dataset=dict(type='SemiDataset', labeled=..., unlabeled=...)).")
+    classes = _dataset_classes(dataset.unlabeled)
+    cache_dir = _require(csam, 'annotator_cache')
+    num_classes = len(classes)
+
+    cfg.model = ConfigDict(
+        type='ConformalSAM',
+        host=cfg.model,
+        pseudo_label_head=dict(
+            type='SEEMPseudoLabelHead', num_classes=num_classes, classes=classes,
+            rule=csam.get('rule', 'foreground_first'),
+            background_index=csam.get('background_index'), score=csam.get('score', 'lac')),
+        stage_one_weights=csam.get('stage_one_weights', dict(sup=1.0, unsup=1.0)))
+
+    pipeline = dataset.unlabeled.pipeline
+    load = dict(type='LoadAnnotatorOutput', cache_dir=cache_dir, num_classes=num_classes,
+                classes=classes)
+    pipeline.insert(_index(pipeline, 'LoadImageFromFile', 'to load the image') + 1, load)
+    crop = pipeline[_index(pipeline, 'RandomCrop', 'to crop')]
+    pipeline.insert(_index(pipeline, 'RandomCrop', 'to crop') + 1,
+                    dict(type='PadSegFields', size=crop['crop_size'],
+                         pad_val=dict(img=0, seg=255)))
+    branches = pipeline[_index(pipeline, 'MultiBranch', 'to make the views')]
+    weak = branches['unsup_weak']
+    weak[_index(weak, 'PackSegInputs', "in the 'unsup_weak' branch")] = dict(
+        type='PackAnnotatorOutput')
+
+    hooks = list(cfg.get('custom_hooks') or [])
+    hooks.append(dict(
+        type='ConformalCalibrationHook', cache_dir=cache_dir,
+        alpha=csam.get('alpha', 0.05), mode=csam.get('mode', 'pixel'),
+        score=csam.get('score', 'lac'), rule=csam.get('rule', 'foreground_first'),
+        background_index=csam.get('background_index'),
+        holdout_folds=csam.get('holdout_folds', 5), interval=csam.get('calibration_interval')))
+    hooks.append(dict(type='SelfRelianceHook', switch_at=csam.get('self_reliance_at', 0.75)))
+    cfg.custom_hooks = hooks
+    return cfg
+
+
+@RUNNERS.register_module()
+class ConformalSAMRunner(Runner):
+    """mmengine's ``Runner`` that first applies :func:`apply_conformalsam` to the config."""
+
+    @classmethod
+    def from_cfg(cls, cfg):
+        return super().from_cfg(apply_conformalsam(copy.deepcopy(cfg)))

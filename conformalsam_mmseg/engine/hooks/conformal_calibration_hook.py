@@ -1,0 +1,206 @@
+"""Stage I of ConformalSAM: calibrate the annotator on the labeled images before training."""
+import json
+import os.path as osp
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.dist import get_dist_info, is_distributed
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmseg.registry import HOOKS, TRANSFORMS
+from tqdm import tqdm
+
+from ...annotators.base import image_stem
+from ...annotators.cache import AnnotatorCache, read_manifest, topk_to_dense
+from ...conformal import (ConformalCalibrator, FilterStats, calibration_report,
+                          filter_pseudo_labels, prediction_sets)
+
+
+@HOOKS.register_module()
+class ConformalCalibrationHook(Hook):
+    """Calibrates the annotator on the labeled images and hands the thresholds to the model.
+
+    Before training (and so again after a resume), and every ``interval`` iterations if set,
+    it streams the cached annotator output of every labeled image against its ground truth
+    through a :class:`ConformalCalibrator` (images sharded over the ranks, histograms merged
+    with all_reduce), then sets ``model.pseudo_label_head``'s thresholds, which the checkpoint
+    saves. It measures the coverage on held-out data by ``holdout_folds``-fold
+    cross-calibration (each fold's pixels against thresholds calibrated on the other folds),
+    and the kept-pixel ratio and precision of the filtered labels on the labeled images. It
+    logs them and writes ``calibration_report.json`` and ``calibration_report.png`` into the
+    work dir.
+
+    Args:
+        cache_dir: the annotator cache (``tools/generate_pseudo_labels.py``); it must cover the
+            labeled images.
+        alpha, mode, score: the calibration (paper: 0.05, 'pixel', LAC).
+        rule, background_index: the set-to-label rule used for the report's kept ratio.
+        holdout_folds: folds for the held-out coverage (0 or 1: not measured).
+        interval: recalibrate every this many iterations (None: only before training).
+    """
+    priority = 'HIGH'
+
+    def __init__(self, cache_dir, alpha=0.05, mode='pixel', score='lac',
+                 rule='foreground_first', background_index=None, holdout_folds=5,
+                 interval=None):
+        self.cache_dir = cache_dir
+        self.alpha, self.mode, self.score = alpha, mode, score
+        self.rule, self.background_index = rule, background_index
+        self.holdout_folds = holdout_folds if holdout_folds and holdout_folds > 1 else 0
+        self.interval = interval
+        self.last_report = None
+
+    # --- when -------------------------------------------------------------------------------
+    def before_train(self, runner):
+        self.calibrate(runner)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.interval and (runner.iter + 1) % self.interval == 0:
+            self.calibrate(runner)
+
+    # --- what -------------------------------------------------------------------------------
+    def calibrate(self, runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        head = model.pseudo_label_head
+        labeled = runner.train_dataloader.dataset.labeled
+        classes = tuple(labeled.metainfo['classes'])
+        self._check_classes(classes)
+        num_classes = len(classes)
+        cache = AnnotatorCache(self.cache_dir, num_classes=num_classes, class_names=classes)
+        load_gt = TRANSFORMS.build(dict(type='LoadCheckedAnnotations', num_classes=num_classes))
+        rank, world_size = get_dist_info()
+        images = list(range(rank, len(labeled), world_size))
+
+        def calibrator():
+            return ConformalCalibrator(num_classes, alpha=self.alpha, mode=self.mode,
+                                       score=self.score, check_probs=False)
+
+        main = calibrator()
+        folds = [calibrator() for _ in range(self.holdout_folds)]
+        self._stream(runner, 'calibrating', labeled, images, cache, load_gt,
+                     lambda i, probs, gt: [c.update(probs, gt) for j, c in
+                                           enumerate([main] + folds)
+                                           if j == 0 or (i % self.holdout_folds) != j - 1])
+        for c in [main] + folds:
+            c.all_reduce() if is_distributed() else None
+        q = main.thresholds()
+        head.set_thresholds(q)
+
+        stats = FilterStats(num_classes)
+        covered = torch.zeros(2, dtype=torch.float64)  # pixels whose class is in C(x), pixels
+        fold_q = [c.thresholds() for c in folds]
+
+        def measure(i, probs, gt):
+            stats.update(self._filter(probs, q), probs.argmax(1), gt)
+            if folds:
+                sets = prediction_sets(probs, fold_q[i % self.holdout_folds], score=self.score)
+                valid = gt != 255
+                hit = sets.gather(1, gt.clamp(max=num_classes - 1).long().unsqueeze(1))[:, 0]
+                covered[0] += (hit & valid).sum()
+                covered[1] += valid.sum()
+        self._stream(runner, 'measuring', labeled, images, cache, load_gt, measure)
+        if is_distributed():
+            stats = self._reduce_stats(stats)
+            torch_dist.all_reduce(covered)
+
+        report = calibration_report(main, stats, class_names=list(classes)).to_dict()
+        report['alpha'] = self.alpha
+        report['holdout_coverage'] = (float(covered[0] / covered[1])
+                                      if self.holdout_folds and covered[1] > 0 else None)
+        report['holdout_folds'] = self.holdout_folds
+        self.last_report = report
+        self._log(runner, report, q, classes)
+        if rank == 0:
+            self._write(runner.work_dir, report, q, classes)
+
+    def _stream(self, runner, what, dataset, images, cache, load_gt, fn):
+        rank, _ = get_dist_info()
+        for i in tqdm(images, desc=f'ConformalSAM {what} on labeled images', unit='img',
+                      disable=rank != 0, dynamic_ncols=True):
+            info = dataset.get_data_info(i)
+            gt = load_gt(dict(info, seg_fields=[]))['gt_seg_map']
+            h, w = gt.shape
+            entry = cache.load(image_stem(info['img_path']), height=h, width=w,
+                               img_path=info['img_path'])
+            probs = topk_to_dense(entry.index, entry.prob, len(dataset.metainfo['classes']))
+            fn(i, probs.unsqueeze(0), torch.from_numpy(gt).long().unsqueeze(0))
+
+    def _filter(self, probs, q):
+        return filter_pseudo_labels(probs, q, rule=self.rule, score=self.score,
+                                    background_index=self.background_index)
+
+    def _check_classes(self, classes):
+        manifest = read_manifest(self.cache_dir) or {}
+        cached = manifest.get('classes')
+        if cached is not None and tuple(cached) != classes:
+            raise ValueError(
+                f'the annotator cache {self.cache_dir} was made for the classes\n    {cached}\n'
+                f'but the data set has the classes\n    {list(classes)}\nRemake the cache for '
+                'this data set (tools/generate_pseudo_labels.py with this config).')
+
+    @staticmethod
+    def _reduce_stats(stats):
+        state = stats.state_dict()
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                torch_dist.all_reduce(value)
+        stats.load_state_dict(state)
+        return stats
+
+    def _log(self, runner, report, q, classes):
+        hub = runner.message_hub
+        kept = report.get('filtering', {}).get('kept_ratio')
+        coverage = report['holdout_coverage']
+        runner.logger.info(
+            f'ConformalSAM calibration (alpha={self.alpha}, mode={self.mode}): q = '
+            + ', '.join(f'{c}: {float(v):.4f}' for c, v in zip(classes, q))
+            + (f'; kept-pixel ratio {kept:.4f}' if kept is not None else '')
+            + (f'; held-out coverage {coverage:.4f} ({self.holdout_folds}-fold, target '
+               f'>= {1 - self.alpha:.2f})' if coverage is not None else ''))
+        for c, v in zip(classes, q):
+            hub.update_scalar(f'train/conformal_q/{c}', float(v))
+        if kept is not None:
+            hub.update_scalar('train/conformal_kept_ratio', kept)
+        if coverage is not None:
+            hub.update_scalar('train/conformal_holdout_coverage', coverage)
+
+    def _write(self, work_dir, report, q, classes):
+        with open(osp.join(work_dir, 'calibration_report.json'), 'w') as f:
+            json.dump(report, f, indent=2, default=_json_default)
+        plot_calibration(osp.join(work_dir, 'calibration_report.png'), report, q, classes,
+                         self.alpha)
+
+
+def _json_default(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, float) and value != value:
+        return None
+    return str(value)
+
+
+def plot_calibration(path, report, q, classes, alpha):
+    """Bar plot per class: threshold q_k, kept-pixel ratio and precision of kept pixels."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    per_class = {row['name']: row for row in report.get('classes', [])}
+    series = {
+        'threshold q': [min(float(v), 1.0) for v in q],
+        'kept ratio': [per_class.get(c, {}).get('kept_ratio') or 0.0 for c in classes],
+        'precision of kept': [per_class.get(c, {}).get('precision') or 0.0 for c in classes],
+    }
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(classes) + 2), 3.6))
+    width = 0.27
+    for j, (name, values) in enumerate(series.items()):
+        ax.bar([i + (j - 1) * width for i in range(len(classes))], values, width, label=name)
+    ax.set_xticks(range(len(classes)))
+    ax.set_xticklabels(classes, rotation=45, ha='right')
+    ax.set_ylim(0, 1.05)
+    coverage = report.get('holdout_coverage')
+    ax.set_title(f'ConformalSAM calibration, alpha = {alpha}'
+                 + (f', held-out coverage {coverage:.3f}' if coverage is not None else ''))
+    ax.legend(fontsize=8, ncol=3, loc='upper center', bbox_to_anchor=(0.5, -0.35))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

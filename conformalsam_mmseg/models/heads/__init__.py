@@ -1,0 +1,3 @@
+from .seem_pseudo_label_head import SEEMPseudoLabelHead
+
+__all__ = ['SEEMPseudoLabelHead']

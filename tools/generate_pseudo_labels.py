@@ -1,0 +1,284 @@
+"""Run an annotator over the images of a split and cache its top-k probabilities, one file each.
+
+  python tools/generate_pseudo_labels.py CONFIG --annotator TYPE [--annotator-cfg k=v ...] \\
+      --split SPLIT --out DIR [--topk K]
+
+Examples:
+  # the simulated annotator (benchmarks only: it reads the ground truth)
+  python tools/generate_pseudo_labels.py configs/demo/deeplabv3plus_r18-tiny_shapes.py \\
+      --annotator simulated --annotator-cfg gap=0.5 --split train --out work_dirs/demo/annotator
+  # CLIPSeg on VOC's unlabeled images, 4 GPUs (each process takes every 4th image)
+  python -m torch.distributed.run --nproc_per_node 4 tools/generate_pseudo_labels.py \\
+      CONFIG --annotator clipseg --annotator-cfg background_index=0 --split unlabeled \\
+      --out data/annotator/voc_clipseg
+
+--annotator: simulated, clipseg, seem, precomputed, or any name registered in
+conformalsam_mmseg.annotators.ANNOTATORS; --annotator-cfg gives its arguments.
+
+--split picks the images from the config:
+  train / val / test   the dataset of train_dataloader / val_dataloader / test_dataloader;
+  NAME                 a top-level config variable NAME_dataset (e.g. labeled_dataset,
+                       unlabeled_dataset), if the config defines one;
+  labeled / unlabeled  otherwise the dataset of train_dataloader (or the one of its datasets)
+                       whose ann_file is labeled.txt / unlabeled.txt; 'unlabeled' falls back to
+                       the labeled dataset with its ann_file's labeled.txt replaced by
+                       unlabeled.txt (data/splits/<set>/<split>/ holds both);
+  --ann-file FILE      replaces the chosen dataset's ann_file (one stem per line).
+
+The run is resumable (finished, valid entries are skipped; --overwrite remakes them), writes
+every file atomically, and under torchrun each process takes every WORLD_SIZE-th image (no
+process group is needed; on GPUs each process uses cuda:LOCAL_RANK). It writes DIR/cache_info.json
+with the command that made the cache; training-time errors for missing entries quote it.
+Format: docs/annotators.md.
+"""
+import argparse
+import os
+import os.path as osp
+import shlex
+import sys
+import time
+
+SHORT_NAMES = dict(simulated='SimulatedAnnotator', clipseg='CLIPSegAnnotator',
+                   seem='SEEMAnnotator', precomputed='PrecomputedAnnotator')
+WRAPPER_KEYS = ('dataset', 'datasets')
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        prog='generate_pseudo_labels.py', description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='the training config (its datasets list the images)')
+    parser.add_argument('--annotator', required=True, metavar='TYPE',
+                        help=f'{", ".join(SHORT_NAMES)} or a registered annotator name')
+    parser.add_argument('--annotator-cfg', nargs='+', action=DictAction, default={},
+                        metavar='K=V', help='annotator arguments, e.g. gap=0.5 seed=0')
+    parser.add_argument('--split', required=True,
+                        help='train, val, test, labeled, unlabeled, or NAME for a config '
+                        'variable NAME_dataset')
+    parser.add_argument('--out', required=True, metavar='DIR', help='the cache folder')
+    parser.add_argument('--topk', type=int, default=3, metavar='K',
+                        help='classes stored per pixel (default: %(default)s)')
+    parser.add_argument('--ann-file', metavar='FILE',
+                        help='image stems to annotate instead of the dataset\'s ann_file')
+    parser.add_argument('--codec', choices=('zlib', 'none'), default='zlib',
+                        help='payload compression (default: %(default)s; none: larger files, '
+                        'faster loading)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='remake entries that exist and are valid')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='K=V',
+                        help='override config settings, e.g. '
+                        'train_dataloader.dataset.data_root=data/x')
+    return parser.parse_args(argv)
+
+
+def remake_command(args):
+    """The command line that (re)makes this cache, for error messages and the manifest."""
+    parts = ['python', 'tools/generate_pseudo_labels.py', args.config,
+             '--annotator', args.annotator]
+    if args.annotator_cfg:
+        parts += ['--annotator-cfg'] + [f'{k}={_cli_value(v)}'
+                                        for k, v in args.annotator_cfg.items()]
+    parts += ['--split', args.split, '--out', args.out, '--topk', str(args.topk)]
+    if args.ann_file:
+        parts += ['--ann-file', args.ann_file]
+    if args.codec != 'zlib':
+        parts += ['--codec', args.codec]
+    if args.cfg_options:
+        parts += ['--cfg-options'] + [f'{k}={_cli_value(v)}'
+                                      for k, v in args.cfg_options.items()]
+    return shlex.join(parts)
+
+
+def _cli_value(v):
+    if isinstance(v, (list, tuple)):
+        return ','.join(_cli_value(x) for x in v)
+    return str(v)
+
+
+# --- which images -----------------------------------------------------------------------
+def _leaves(ds_cfg):
+    """The plain dataset configs inside wrappers (ConcatDataset, RepeatDataset, ...)."""
+    if isinstance(ds_cfg, (list, tuple)):
+        return [leaf for d in ds_cfg for leaf in _leaves(d)]
+    for key in WRAPPER_KEYS:
+        if key in ds_cfg:
+            return _leaves(ds_cfg[key])
+    return [ds_cfg]
+
+
+def _ann_name(ds_cfg):
+    ann = ds_cfg.get('ann_file') or ''
+    return osp.splitext(osp.basename(ann))[0]
+
+
+def split_dataset_cfg(cfg, split):
+    """The dataset config of ``split`` (see the module docstring)."""
+    import copy
+    named = cfg.get(f'{split}_dataset')
+    if isinstance(named, dict):
+        return copy.deepcopy(named)
+    if split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            raise SystemExit(f'error: the config has no {split}_dataloader')
+        leaves = _leaves(loader['dataset'])
+        if len(leaves) != 1:
+            raise SystemExit(f'error: {split}_dataloader holds {len(leaves)} datasets; pick '
+                             'one with --split labeled/unlabeled or a NAME_dataset variable')
+        return copy.deepcopy(leaves[0])
+    if split in ('labeled', 'unlabeled'):
+        leaves = _leaves(cfg.train_dataloader['dataset'])
+        match = [d for d in leaves if _ann_name(d) == split]
+        if match:
+            return copy.deepcopy(match[0])
+        labeled = [d for d in leaves if _ann_name(d) == 'labeled']
+        if split == 'labeled' and len(leaves) == 1:
+            return copy.deepcopy(leaves[0])
+        if split == 'unlabeled' and labeled:
+            ds = copy.deepcopy(labeled[0])
+            ann = ds['ann_file']
+            ds['ann_file'] = osp.join(osp.dirname(ann), 'unlabeled' + osp.splitext(ann)[1])
+            return ds
+        raise SystemExit(
+            f'error: cannot tell which dataset of train_dataloader is the {split} one (no '
+            f'ann_file named {split}.txt); define {split}_dataset in the config or pass '
+            '--ann-file')
+    raise SystemExit(f'error: unknown split {split!r}: the config defines no {split}_dataset; '
+                     'use train, val, test, labeled or unlabeled')
+
+
+def build_image_list(cfg, split, ann_file=None):
+    """(data infos, class names) of the split's images."""
+    from mmseg.registry import DATASETS
+    ds_cfg = split_dataset_cfg(cfg, split)
+    if ann_file:
+        ds_cfg['ann_file'] = ann_file
+    ds_cfg['pipeline'] = []
+    ds_cfg['lazy_init'] = False
+    ds_cfg['serialize_data'] = False
+    dataset = DATASETS.build(ds_cfg)
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    if not infos:
+        raise SystemExit(f'error: split {split!r} has no image (dataset {ds_cfg.get("type")}, '
+                         f'ann_file {ds_cfg.get("ann_file")!r}, data_root '
+                         f'{ds_cfg.get("data_root")!r})')
+    return infos, list(dataset.metainfo['classes'])
+
+
+def check_unique_stems(infos):
+    from conformalsam_mmseg.annotators import image_stem
+    seen = {}
+    for info in infos:
+        stem = image_stem(info['img_path'])
+        if stem in seen:
+            raise SystemExit(f'error: two images share the file stem {stem!r} '
+                             f'({seen[stem]} and {info["img_path"]}); the cache keys entries by '
+                             'stem')
+        seen[stem] = info['img_path']
+
+
+def image_size(path):
+    """(H, W) as mmcv/cv2 loads the image (EXIF orientation applied), from its header."""
+    from PIL import Image
+    with Image.open(path) as img:
+        w, h = img.size
+        try:
+            orientation = img.getexif().get(0x0112, 1)
+        except Exception:  # noqa: BLE001  (a broken EXIF block: cv2 ignores it too)
+            orientation = 1
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def load_ground_truth(info):
+    from mmseg.datasets.transforms import LoadAnnotations
+    path = info.get('seg_map_path')
+    if not path or not osp.isfile(path):
+        raise SystemExit(f'error: the annotator needs ground truth, but the label file of '
+                         f'{info["img_path"]} ({path}) does not exist; run it on a split with '
+                         'label files')
+    results = dict(seg_map_path=path, reduce_zero_label=info.get('reduce_zero_label', False),
+                   seg_fields=[], label_map=info.get('label_map'))
+    return LoadAnnotations()(results)['gt_seg_map']
+
+
+def build(args):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import conformalsam_mmseg  # noqa: F401  (registers datasets and transforms)
+    from conformalsam_mmseg.annotators import build_annotator
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    annotator_cfg = dict(args.annotator_cfg or {})
+    annotator_cfg['type'] = SHORT_NAMES.get(args.annotator, args.annotator)
+    return cfg, build_annotator(annotator_cfg)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import mmcv
+    import torch
+    from tqdm import tqdm
+
+    from conformalsam_mmseg.annotators import AnnotatorCache, image_stem, write_entry
+    from conformalsam_mmseg.annotators.cache import write_manifest
+
+    rank = int(os.environ.get('RANK', 0))
+    world_size = int(os.environ.get('WORLD_SIZE', 1))
+    local_rank = int(os.environ.get('LOCAL_RANK', 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+
+    cfg, annotator = build(args)
+    infos, classes = build_image_list(cfg, args.split, args.ann_file)
+    check_unique_stems(infos)
+    if not 1 <= args.topk <= len(classes):
+        raise SystemExit(f'error: --topk must be in 1..{len(classes)}')
+    os.makedirs(args.out, exist_ok=True)
+    command = remake_command(args)
+    if rank == 0:
+        write_manifest(args.out, dict(
+            command=command, config=args.config, split=args.split, annotator=annotator.name,
+            annotator_cfg=repr(annotator), topk=args.topk, codec=args.codec,
+            classes=classes, num_images=len(infos)))
+
+    cache = AnnotatorCache(args.out, num_classes=len(classes), class_names=classes,
+                           annotator=annotator.name, topk=args.topk)
+    mine = infos[rank::world_size]
+    written = skipped = 0
+    start = time.time()
+    bar = tqdm(mine, desc=f'{annotator.name} [{rank}/{world_size}]' if world_size > 1 else
+               annotator.name, unit='img', position=rank, dynamic_ncols=True, file=sys.stderr)
+    for info in bar:
+        img_path = info['img_path']
+        stem = image_stem(img_path)
+        height, width = _size_or_none(img_path)
+        if not args.overwrite and cache.is_valid(stem, height=height, width=width):
+            skipped += 1
+            continue
+        image = mmcv.imread(img_path, channel_order='bgr')
+        if image is None:
+            raise SystemExit(f'error: cannot read image {img_path}')
+        gt = load_ground_truth(info) if annotator.needs_ground_truth else None
+        probs = annotator.annotate(image, classes, img_path=img_path, gt_seg_map=gt)
+        write_entry(args.out, probs, stem=stem, class_names=classes, annotator=annotator.name,
+                    topk=args.topk, codec=args.codec)
+        written += 1
+    bar.close()
+    print(f'[rank {rank}/{world_size}] {written} written, {skipped} already valid, '
+          f'{len(mine)} images in {time.time() - start:.1f}s -> {args.out}', flush=True)
+    return dict(written=written, skipped=skipped, total=len(mine))
+
+
+def _size_or_none(path):
+    try:
+        return image_size(path)
+    except OSError:
+        return None, None
+
+
+if __name__ == '__main__':
+    main()

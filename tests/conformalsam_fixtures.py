@@ -50,6 +50,8 @@ def conformalsam_config(data_root, work_dir, max_iters=4, switch_at=2, host='Sel
     cfg.model.semi_train_cfg = dict(conf_thresh=0.5)
     if host == 'UniMatch':
         _as_unimatch(cfg)
+    if host == 'AllSpark':
+        _as_allspark(cfg)
     cfg.train_cfg.max_iters = max_iters
     cfg.train_cfg.val_interval = 1000
     cfg.default_hooks.checkpoint.interval = 1
@@ -76,3 +78,18 @@ def _as_unimatch(cfg):
     multi.unsup_strong2 = copy.deepcopy(strong)
     cfg.train_dataloader.batch_size = cfg.train_dataloader.sampler.batch_size = 6
     cfg.train_dataloader.sampler.source_ratio = [2, 4]
+
+
+def _as_allspark(cfg):
+    """The same data under AllSpark on a tiny MiT (no download): equal batches, strong 'sup'."""
+    from test_allspark import tiny_allspark_cfg
+    allspark = tiny_allspark_cfg(memory_warmup_iters=1)
+    allspark.segmentor.decode_head.num_classes = 4
+    allspark.data_preprocessor = cfg.model.data_preprocessor
+    allspark.segmentor.data_preprocessor = cfg.model.data_preprocessor.data_preprocessor
+    cfg.model = allspark
+    data = cfg.train_dataloader.dataset
+    data.labeled.pipeline[-1].sup = [
+        dict(type='ColorJitter', brightness=0.5, contrast=0.5, saturation=0.5, hue=0.25,
+             prob=0.8),
+        dict(type='PackSegInputs')]

@@ -47,7 +47,7 @@ def _run(cfg):
     return runner
 
 
-@pytest.mark.parametrize('host', ['SelfReliance', 'UniMatch'])
+@pytest.mark.parametrize('host', ['SelfReliance', 'UniMatch', 'AllSpark'])
 def test_stage_switch_at_the_configured_iteration(annotated, tmp_path, host):
     RecordStageHook.stages = []
     cfg = conformalsam_config(annotated, tmp_path, max_iters=4, switch_at=2, host=host)

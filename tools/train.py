@@ -10,6 +10,7 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 import conformalsam_mmseg  # noqa: F401  (registers components and checkpoint safe globals)
+from conformalsam_mmseg.models import check_equal_batches
 from conformalsam_mmseg.utils import setup_cpu_distributed
 
 
@@ -74,6 +75,7 @@ def main():
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
     cfg.resume = args.resume
+    check_equal_batches(cfg)  # AllSpark's equal labeled/unlabeled batches, before building
     setup_cpu_distributed(cfg, args.launcher)
 
     # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').

@@ -19,6 +19,8 @@ from mmengine.config import ConfigDict
 from mmengine.runner import Runner
 from mmseg.registry import DATASETS, RUNNERS
 
+from ..models.segmentors.allspark import check_equal_batches
+
 
 def _require(conformalsam, key):
     if conformalsam.get(key) is None:
@@ -46,6 +48,7 @@ def apply_conformalsam(cfg):
     """Rewrite ``cfg`` (in place) into ConformalSAM around its model; returns ``cfg``."""
     if cfg.model.get('type') == 'ConformalSAM':
         return cfg
+    check_equal_batches(cfg)
     csam = cfg.conformalsam
     dataset = cfg.train_dataloader.dataset
     if dataset.get('type') != 'SemiDataset':

@@ -1,10 +1,11 @@
 from .backbones import EfficientNetLite0
 from .data_preprocessors import MultiBranchDataPreprocessor
 from .heads import SEEMPseudoLabelHead
-from .segmentors import ConformalSAM, SelfReliance, SemiSegmentor, UniMatch
+from .segmentors import (AllSpark, ConformalSAM, SelfReliance, SemiSegmentor, UniMatch,
+                         check_equal_batches)
 from .weighting import DynamicLossWeighter
 
 __all__ = [
-    'EfficientNetLite0', 'MultiBranchDataPreprocessor', 'SemiSegmentor', 'UniMatch',
-    'SelfReliance', 'ConformalSAM', 'SEEMPseudoLabelHead', 'DynamicLossWeighter'
+    'EfficientNetLite0', 'MultiBranchDataPreprocessor', 'SemiSegmentor', 'UniMatch', 'AllSpark',
+    'SelfReliance', 'ConformalSAM', 'SEEMPseudoLabelHead', 'DynamicLossWeighter', 'check_equal_batches'
 ]

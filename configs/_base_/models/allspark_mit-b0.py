@@ -5,12 +5,11 @@
 # set model.segmentor.backbone.init_cfg=None where there is no network).
 _base_ = './allspark_mit-b5.py'
 norm_cfg = dict(type='BN', requires_grad=True)
-crop_size = (160, 160)
 checkpoint = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b0_20220624-7e0fe6dd.pth'  # noqa
 model = dict(
-    data_preprocessor=dict(data_preprocessor=dict(size=crop_size)),
+    data_preprocessor=dict(data_preprocessor=dict(size=(160, 160))),
     segmentor=dict(
-        data_preprocessor=dict(size=crop_size),
+        data_preprocessor=dict(size=(160, 160)),
         backbone=dict(
             embed_dims=32,
             num_layers=[2, 2, 2, 2],

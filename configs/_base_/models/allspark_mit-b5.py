@@ -7,13 +7,11 @@
 #
 # One place per setting: the neck takes num_classes from decode_head.num_classes and the memory
 # length from the data preprocessor's size (crop 513 -> deepest feature 17 x 17 = 289). A config
-# for another crop sets model.data_preprocessor.data_preprocessor.size (mmengine resolves
-# crop_size below when this file is read, so re-assigning crop_size alone changes nothing).
+# for another crop sets model.data_preprocessor.data_preprocessor.size.
 # AllSpark needs equal labeled and unlabeled batches: the sampler's source_ratio = [B, B]
 # (checked by conformalsam_mmseg.models.segmentors.allspark.check_equal_batches; a method
 # config may also pass it as semi_train_cfg.source_ratio, checked when the model is built).
 norm_cfg = dict(type='SyncBN', requires_grad=True)
-crop_size = (513, 513)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
@@ -21,7 +19,7 @@ data_preprocessor = dict(
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255,
-    size=crop_size)
+    size=(513, 513))
 checkpoint = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b5_20220624-658746d9.pth'  # noqa
 model = dict(
     type='AllSpark',

@@ -1,0 +1,36 @@
+# AllSpark's data on top of ./voc_blended_semi.py: equal labeled and unlabeled batches
+# (2 + 2 per GPU), labeled crops with the strong colour augmentation ('sup'), unlabeled
+# crops with the weak view only ('unsup_weak'), no CutMix source batch.
+_base_ = './voc_blended_semi.py'
+allspark_branches = ['sup', 'unsup_weak']
+allspark_geometric = [
+    dict(type='RandomRescale', ratio_range=(0.5, 2.0)),
+    dict(type='RandomCrop', crop_size=(513, 513), cat_max_ratio=1.0),
+    dict(type='RandomFlip', prob=0.5),
+]
+# AllSpark gives labeled images UniMatch's strong colour augmentation.
+allspark_strong_labeled = [
+    dict(type='ColorJitter', brightness=0.5, contrast=0.5, saturation=0.5, hue=0.25, prob=0.8),
+    dict(type='RandomGrayscale', prob=0.2, keep_channels=True,
+         channel_weights=(0.114, 0.587, 0.299)),
+    dict(type='GaussianBlur', sigma_range=(0.1, 2.0), prob=0.5),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=4,
+    sampler=dict(batch_size=4, source_ratio=[2, 2]),
+    dataset=dict(
+        labeled=dict(pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadCheckedAnnotations', num_classes=21),
+        ] + allspark_geometric + [
+            dict(type='MultiBranch', branch_field=allspark_branches,
+                 sup=allspark_strong_labeled),
+        ]),
+        unlabeled=dict(pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadDummySegMap'),
+        ] + allspark_geometric + [
+            dict(type='MultiBranch', branch_field=allspark_branches,
+                 unsup_weak=[dict(type='PackSegInputs')]),
+        ])))

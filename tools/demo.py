@@ -35,7 +35,7 @@ def parse_args():
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'demo'))
     parser.add_argument('--iters', type=int, default=1000, help='iterations of each run')
     parser.add_argument('--labeled', default='1/8', help='labeled fraction of the train images')
-    parser.add_argument('--gap', type=float, default=0.6,
+    parser.add_argument('--gap', type=float, default=0.2,
                         help='SimulatedAnnotator error level in [0, 1]')
     return parser.parse_args()
 

@@ -115,6 +115,11 @@ def _ann_name(ds_cfg):
 def split_dataset_cfg(cfg, split):
     """The dataset config of ``split`` (see the module docstring)."""
     import copy
+    train_set = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    if train_set.get('type') == 'SemiDataset' and split in ('labeled', 'unlabeled'):
+        # the split as the config trains on it (a top-level labeled_dataset variable of a base
+        # config may still name the base's split)
+        return copy.deepcopy(train_set[split])
     named = cfg.get(f'{split}_dataset')
     if isinstance(named, dict):
         return copy.deepcopy(named)

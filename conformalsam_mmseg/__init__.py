@@ -2,10 +2,17 @@
 
 Importing the package (e.g. through ``custom_imports`` in a config) registers every component
 into mmseg's registries and makes mmengine checkpoints loadable under ``weights_only=True``.
+Without OpenMMLab installed only the pure-torch conformal core (``conformalsam_mmseg.conformal``)
+is available.
 """
-from . import annotators, datasets, engine, models  # noqa: F401  (registration side effects)
-from .utils import register_checkpoint_safe_globals
-
 __version__ = '0.1.0'
 
-register_checkpoint_safe_globals()
+try:
+    import mmseg
+except ImportError:  # the conformal core works without OpenMMLab
+    mmseg = None
+
+if mmseg is not None:
+    from . import annotators, datasets, engine, models  # noqa: F401  (registration)
+    from .utils import register_checkpoint_safe_globals
+    register_checkpoint_safe_globals()

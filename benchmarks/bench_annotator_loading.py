@@ -1,0 +1,220 @@
+"""Data-loading throughput on CamVid with and without the annotator cache.
+
+The unlabeled pipeline of configs/_base_/datasets/semi/camvid_semi.py (load, dummy map, resize
+to half resolution, RandomRescale, RandomCrop, RandomFlip, then the weak view and two strong
+views), run through the dataset's ``__getitem__`` in one process (num_workers=0, as inside one
+data-loader worker), on real CamVid train images from ../shared/data/camvid:
+
+- without: the pipeline as UniMatch trains with it;
+- with:    the same pipeline after ``apply_conformalsam`` (what ConformalSAMRunner trains with):
+           ``LoadAnnotatorOutput`` after ``LoadImageFromFile``, ``PadSegFields`` after
+           ``RandomCrop``, ``PackAnnotatorOutput`` for the weak view;
+
+for cache codecs zlib and none, top-k 2 and 3. The caches are made in a temporary folder from
+the cross-sequence annotator's cache (data/annotator_cache/camvid_cross_sequence, made by
+tools/train_camvid_annotator.py) when it covers the images, else from
+``SimulatedAnnotator(gap=0.5)`` on the CamVid train ground truth (the output says which).
+
+Every round times each variant once over the same images with the same random seed (so every
+variant makes the same crops and colour jitters), in an order rotated from round to round, so
+that a change of machine load hits all variants alike. The ratio of a variant is its total time
+over that of "without" across the rounds, and the range of the per-round ratios is shown.
+
+  .venv/bin/python benchmarks/bench_annotator_loading.py [--images 120] [--rounds 5]
+"""
+import argparse
+import os
+import os.path as osp
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CAMVID = osp.join(osp.dirname(REPO), 'shared', 'data', 'camvid')
+SEMI_CONFIG = osp.join(REPO, 'configs', '_base_', 'datasets', 'semi', 'camvid_semi.py')
+CSAM_CONFIG = osp.join(REPO, 'configs', 'conformalsam_camvid.py')
+CROSS_SEQUENCE_CACHE = osp.join(REPO, 'data', 'annotator_cache', 'camvid_cross_sequence')
+TARGET = 1.2
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--images', type=int, default=120,
+                        help='CamVid train images per timed pass (default: %(default)s)')
+    parser.add_argument('--rounds', type=int, default=5, help='(default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=0, help='(default: %(default)s)')
+    parser.add_argument('--data-root', default=CAMVID, help='(default: ../shared/data/camvid)')
+    parser.add_argument('--source-cache', default=CROSS_SEQUENCE_CACHE,
+                        help='cache to re-encode (default: the cross-sequence annotator\'s)')
+    parser.add_argument('--keep', metavar='DIR',
+                        help='make the benchmark caches in DIR and keep them')
+    return parser.parse_args(argv)
+
+
+def unlabeled_dataset_cfg(cfg, data_root):
+    ds = cfg.train_dataloader.dataset.unlabeled
+    ds.data_root = data_root
+    ds.data_prefix = dict(img_path='images/train')
+    ds.ann_file = ''  # every CamVid train image
+    ds.serialize_data = False
+    return ds
+
+
+def build_dataset(ds_cfg, stems):
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        dataset = DATASETS.build(ds_cfg)
+    keep = set(stems)
+    dataset.data_list = [d for d in dataset.data_list
+                         if osp.splitext(osp.basename(d['img_path']))[0] in keep]
+    assert len(dataset) == len(stems), (len(dataset), len(stems))
+    return dataset
+
+
+def make_caches(args, stems, classes, folder):
+    """{(codec, k): cache dir} and a sentence saying where the probabilities come from."""
+    import mmcv
+    import torch
+
+    from conformalsam_mmseg.annotators import (AnnotatorCache, SimulatedAnnotator,
+                                               topk_to_dense, write_entry)
+    source = AnnotatorCache(args.source_cache, num_classes=len(classes), class_names=classes)
+    size = (360, 480)
+    cross = all(source.is_valid(s, height=size[0], width=size[1]) for s in stems)
+    simulated = None if cross else SimulatedAnnotator(gap=0.5, seed=0)
+    if cross:
+        k_src = source.load(stems[0], height=size[0], width=size[1]).meta['topk']
+        if k_src < 3:
+            cross, simulated = False, SimulatedAnnotator(gap=0.5, seed=0)
+    what = (f'the cross-sequence annotator ({args.source_cache})' if cross else
+            'SimulatedAnnotator(gap=0.5) on the CamVid train ground truth (the cross-sequence '
+            f'cache {args.source_cache} is absent or incomplete)')
+    dirs = {(codec, k): osp.join(folder, f'{codec}_top{k}')
+            for codec in ('zlib', 'none') for k in (2, 3)}
+    for stem in stems:
+        img_path = osp.join(args.data_root, 'images', 'train', stem + '.jpg')
+        if cross:
+            entry = source.load(stem, height=size[0], width=size[1])
+            probs = topk_to_dense(entry.index, entry.prob, len(classes))
+        else:
+            gt = mmcv.imread(osp.join(args.data_root, 'labels', 'train', stem + '.png'),
+                             'unchanged')
+            probs = simulated.annotate(mmcv.imread(img_path), classes, img_path=img_path,
+                                       gt_seg_map=gt)
+        probs = torch.as_tensor(probs)
+        for (codec, k), d in dirs.items():
+            write_entry(d, probs, stem=stem, class_names=classes, annotator='bench', topk=k,
+                        codec=codec, fsync=False)
+    return dirs, what
+
+
+def time_pass(dataset, seed):
+    import torch
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    for i in range(len(dataset)):
+        dataset[i]
+    return time.perf_counter() - start
+
+
+def cache_bytes(folder):
+    sizes = [os.path.getsize(osp.join(folder, n)) for n in os.listdir(folder)
+             if n.endswith('.topk')]
+    return sum(sizes) / max(len(sizes), 1)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.isdir(osp.join(args.data_root, 'images', 'train')):
+        print(f'skipped: the real CamVid data ({args.data_root}) is absent; it lives beside the '
+              'repository in ../shared/data/camvid')
+        return None
+    import copy
+
+    import cv2
+    import torch
+    from mmengine.config import Config
+
+    import conformalsam_mmseg  # noqa: F401
+    from conformalsam_mmseg.datasets import CamVidDataset
+    from conformalsam_mmseg.engine.conformalsam_runner import apply_conformalsam
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # as in a data-loader worker (mmengine sets opencv_num_threads=0)
+
+    classes = list(CamVidDataset.METAINFO['classes'])
+    stems = sorted(osp.splitext(n)[0] for n in os.listdir(
+        osp.join(args.data_root, 'images', 'train')) if n.endswith('.jpg'))
+    stems = stems[::max(1, len(stems) // args.images)][:args.images]
+
+    folder = args.keep or tempfile.mkdtemp(prefix='bench_annotator_loading_')
+    try:
+        dirs, what = make_caches(args, stems, classes, folder)
+        plain_cfg = Config.fromfile(SEMI_CONFIG)
+        csam_cfg = apply_conformalsam(Config.fromfile(CSAM_CONFIG))
+        variants = {'without cache': build_dataset(
+            unlabeled_dataset_cfg(plain_cfg, args.data_root), stems)}
+        with_cfg = unlabeled_dataset_cfg(csam_cfg, args.data_root)
+        steps = [s['type'] for s in with_cfg.pipeline]
+        for (codec, k), d in dirs.items():
+            ds_cfg = copy.deepcopy(with_cfg)
+            for step in ds_cfg.pipeline:
+                if step['type'] == 'LoadAnnotatorOutput':
+                    step['cache_dir'] = d
+            variants[f'{codec}, top-{k}'] = build_dataset(ds_cfg, stems)
+        print(f'CamVid train, {len(stems)} images at 480 x 360 per pass, {args.rounds} rounds, '
+              'num_workers=0, 1 thread')
+        print(f'annotator output: {what}')
+        print('pipeline with the cache: ' + ' -> '.join(steps))
+        # one untimed pass each: file-system caches warm, lazy imports done
+        for ds in variants.values():
+            for i in range(min(4, len(ds))):
+                ds[i]
+        sample = variants['zlib, top-3'][0]['data_samples']
+        assert 'unsup_weak' in sample and hasattr(sample['unsup_weak'], 'annotator_topk_index')
+
+        names = list(variants)
+        times = {n: [] for n in names}
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for n in order:
+                times[n].append(time_pass(variants[n], args.seed + r))
+            print(f'round {r + 1}: ' + ', '.join(f'{n} {times[n][-1]:.2f}s' for n in names),
+                  flush=True)
+        base = np.array(times['without cache'])
+        rows = []
+        print()
+        print(f"{'variant':<15} {'KiB/image':>9} {'images/s':>9} {'ratio':>6} "
+              f"{'per-round range':>16}")
+        for n in names:
+            t = np.array(times[n])
+            ratio = t.sum() / base.sum()
+            per = t / base
+            kib = (cache_bytes(dirs[tuple(_key(n))]) / 1024 if n != 'without cache' else None)
+            rows.append(dict(variant=n, kib=kib, ips=len(stems) * len(t) / t.sum(),
+                             ratio=ratio, lo=per.min(), hi=per.max()))
+            print(f"{n:<15} {'-' if kib is None else f'{kib:.0f}':>9} "
+                  f"{rows[-1]['ips']:>9.1f} {ratio:>6.3f} {per.min():>7.3f} - {per.max():.3f}")
+        meets = [r['variant'] for r in rows[1:] if r['ratio'] <= TARGET]
+        print(f'\ntarget: at most {TARGET}x the time without the cache; met by: '
+              + (', '.join(meets) if meets else 'none'))
+        return dict(rows=rows, source=what, images=len(stems), rounds=args.rounds)
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _key(name):
+    codec, k = name.split(', top-')
+    return codec, int(k)
+
+
+if __name__ == '__main__':
+    main()

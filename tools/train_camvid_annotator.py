@@ -1,6 +1,6 @@
 """The cross-sequence CamVid annotator: train on Seq05VD, cache its probabilities on CamVid train.
 
-  python tools/train_camvid_annotator.py [--data-root data/camvid] [--iters 240] [--crop 128] \\
+  python tools/train_camvid_annotator.py [--data-root data/camvid] [--iters 500] [--crop 128] \\
       [--batch-size 8] [--lr 0.005] [--work-dir work_dirs/camvid_cross_sequence_annotator] \\
       [--out data/annotator_cache/camvid_cross_sequence] [--topk 3]
 
@@ -65,7 +65,7 @@ def parse_args(argv=None):
                         help='logs, checkpoint and evaluation (default: %(default)s)')
     parser.add_argument('--out', default=DEFAULT_OUT, metavar='DIR',
                         help='the cache folder (default: %(default)s)')
-    parser.add_argument('--iters', type=int, default=240,
+    parser.add_argument('--iters', type=int, default=500,
                         help='training iterations (default: %(default)s)')
     parser.add_argument('--crop', type=int, default=128,
                         help='square training crop, at half resolution (default: %(default)s)')

@@ -40,7 +40,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -260,9 +259,10 @@ def main():
     for key, value in f.items():
         if key not in ('shape', 'threads'):
             print(f'  {key:<28}{1e3 * value:8.1f} ms')
-    print(f"  foreground_first adds {1e3 * (f['foreground_first_pixel_q'] - f['loop_argmax_unfiltered']):.1f} ms "
-          f"(pixel q) / {1e3 * (f['foreground_first_class_q'] - f['loop_argmax_unfiltered']):.1f} ms "
-          '(class q) to an unfiltered argmax by the same loop; '
+    added = [1e3 * (f[f'foreground_first_{q}_q'] - f['loop_argmax_unfiltered'])
+             for q in ('pixel', 'class')]
+    print(f'  foreground_first adds {added[0]:.1f} ms (pixel q) / {added[1]:.1f} ms (class q) '
+          'to an unfiltered argmax by the same loop; '
           f"{f['torch_argmax'] / f['foreground_first_pixel_q']:.1f}x faster than torch.argmax")
     if args.json:
         with open(args.json, 'w') as out:

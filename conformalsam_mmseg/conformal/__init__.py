@@ -4,11 +4,11 @@ Pure torch + numpy: imports nothing from mmseg, mmengine or mmcv, so it can be u
 
     from conformalsam_mmseg.conformal import ConformalCalibrator, filter_pseudo_labels
 
-    calibrator = ConformalCalibrator(num_classes=21, alpha=0.05)          # 'pixel' mode, LAC
-    for probs, labels in labeled_batches:        # probs (B, K, H, W), labels (B, H, W), 255 = ignore
+    calibrator = ConformalCalibrator(num_classes=21, alpha=0.05)   # 'pixel' mode, LAC score
+    for probs, labels in labeled_batches:     # (B, K, H, W) softmax, (B, H, W) with 255 = ignore
         calibrator.update(probs, labels)
-    q = calibrator.thresholds()                  # (K,) q_k; class k is in C(x) when 1 - p_k(x) <= q_k
-    pseudo = filter_pseudo_labels(probs_u, q)    # (B, H, W) uint8, rejected pixels = 255
+    q = calibrator.thresholds()               # (K,): class k is in C(x) when 1 - p_k(x) <= q_k
+    pseudo = filter_pseudo_labels(probs_u, q) # (B, H, W) uint8, rejected pixels = 255
 
 See docs/conformal.md for the modes, the set-to-label rules and the JSON format.
 """

@@ -114,6 +114,7 @@ class ConformalCalibrator:
         self._image_q = []
         self._image_n = []
 
+    @torch.no_grad()
     def update(self, probs_or_scores, labels, *, is_scores=False):
         """Add a batch of labeled pixels to the calibration set.
 
@@ -123,6 +124,9 @@ class ConformalCalibrator:
                 same shape, or the true-class scores s_y(x) shaped like ``labels``.
             labels: ground truth (B, H, W) or (H, W), integers in 0..K-1 or ``ignore_index``.
                 In ``'image'`` mode every item of the batch is one image.
+
+        Inputs may live on any device: scores are computed there and counted on the CPU,
+        where the calibration state lives.
         """
         x, labels, true_class_given = check_calibration_pair(
             probs_or_scores, labels, self.num_classes, is_scores)
@@ -144,9 +148,9 @@ class ConformalCalibrator:
             if not (self.check_probs and not is_scores
                     and self.score_fn.finite_on_probabilities):
                 _check_finite(scores, valid)
-            chunks.append((scores, valid, part))
+            chunks.append((scores.cpu(), None if valid is None else valid.cpu(), part))
         for scores, valid, part in chunks:
-            index = (labels[part].clamp(0, self.num_classes - 1).to(self._bin_dtype)
+            index = (labels[part].clamp(0, self.num_classes - 1).to('cpu', self._bin_dtype)
                      if self.mode == 'class' else None)
             if self.mode == 'image':
                 self._update_images(scores, valid)

@@ -15,10 +15,10 @@ lowest score when only scores are; ties go to the lowest class index.
 
 The work is done one image and one class plane at a time with preallocated (H, W) float
 buffers, never materialising a (B, K, H, W) intermediate: on CPU that is an order of magnitude
-faster than building the set tensor and calling argmax, whose kernel along dim 1 is slow. For the LAC score on
-probabilities, membership 1 - p_k <= q_k is tested as p_k >= tau_k, with tau_k the smallest
-floating-point p for which the score, rounded as the calibrator rounds it, is <= q_k; the two
-tests agree on every input, so filtering needs no score maps at all.
+faster than building the set tensor and calling argmax, whose kernel along dim 1 is slow. For
+the LAC score on probabilities, membership 1 - p_k <= q_k is tested as p_k >= tau_k, with
+tau_k the smallest floating-point p whose score, rounded as the calibrator rounds it, is
+<= q_k; the two tests agree on every input, so filtering needs no score maps at all.
 """
 import copy
 import math
@@ -32,6 +32,7 @@ from .scores import LAC, get_score
 RULES = ('foreground_first', 'singleton', 'argmax_in_set')
 
 
+@torch.no_grad()
 def prediction_sets(probs_or_scores, thresholds, *, score='lac', is_scores=False):
     """C(x) as a bool tensor shaped like the input: ``sets[b, k, h, w]`` is True when class k
     belongs to pixel (b, h, w)'s prediction set, i.e. s_k(x) <= q_k."""
@@ -40,10 +41,11 @@ def prediction_sets(probs_or_scores, thresholds, *, score='lac', is_scores=False
     x = batched_maps(x)
     q = _rounded_thresholds(thresholds, x.shape[1], x.dtype)
     scores = x if is_scores else get_score(score).all_classes(x)
-    sets = scores <= q.view(1, -1, 1, 1).to(x.dtype)
+    sets = scores <= q.view(1, -1, 1, 1).to(x)
     return sets[0] if unbatched else sets
 
 
+@torch.no_grad()
 def filter_pseudo_labels(probs_or_scores, thresholds, *, rule='foreground_first',
                          background_index=0, score='lac', is_scores=False,
                          ignore_index=IGNORE_INDEX, dtype=None):
@@ -86,7 +88,7 @@ def filter_pseudo_labels(probs_or_scores, thresholds, *, rule='foreground_first'
     elif dtype.is_floating_point or largest_label > torch.iinfo(dtype).max:
         raise ValueError(f'dtype {dtype} cannot hold labels up to {largest_label}; use torch.long')
 
-    labels = torch.empty(sets.shape, dtype=dtype)
+    labels = torch.empty(sets.shape, dtype=dtype, device=x.device)
     # one image at a time: its class planes are contiguous and the (H, W) buffers stay in cache
     for b in range(x.shape[0]):
         labels[b] = _set_to_label(sets.image(b), rule, background_index, ignore_index)[0]
@@ -106,7 +108,7 @@ def _set_to_label(sets, rule, background_index, ignore_index):
             _argmax_step(best, label, background, background_index, torch.empty_like(best))
         return label
     if rule == 'singleton':
-        size = torch.zeros(sets.shape, dtype=sets.dtype)
+        size = torch.zeros(sets.shape, dtype=sets.dtype, device=sets.device)
         member = torch.empty_like(size)
         for k in range(num_classes):
             size += sets.member(k, member)
@@ -129,16 +131,17 @@ def _masked_argmax(sets, classes, ignore_index):
     -inf and ``ignore_index`` where no class of ``classes`` is in the set."""
     classes = list(classes)
     if not classes:
-        return (torch.full(sets.shape, -math.inf, dtype=sets.dtype),
-                torch.full(sets.shape, float(ignore_index), dtype=sets.dtype))
+        return (torch.full(sets.shape, -math.inf, dtype=sets.dtype, device=sets.device),
+                torch.full(sets.shape, float(ignore_index), dtype=sets.dtype,
+                           device=sets.device))
     tau = sets.common_tau(classes)
     if tau is not None:
         # one threshold for all: the most probable class is in the set or none of them is
         best, label = _argmax(sets, classes)
         _keep(label, torch.ge(best, tau, out=torch.empty_like(best)), ignore_index)
         return torch.threshold(best, _float_below(tau, best.dtype), -math.inf, out=best), label
-    best = torch.full(sets.shape, -math.inf, dtype=sets.dtype)
-    label = torch.full(sets.shape, float(ignore_index), dtype=sets.dtype)
+    best = torch.full(sets.shape, -math.inf, dtype=sets.dtype, device=sets.device)
+    label = torch.full(sets.shape, float(ignore_index), dtype=sets.dtype, device=sets.device)
     value, greater = torch.empty_like(best), torch.empty_like(best)
     for k in classes:
         _argmax_step(best, label, sets.masked_key(k, value), k, greater)
@@ -149,7 +152,7 @@ def _argmax(sets, classes):
     """The annotator's most probable class among ``classes`` (no set involved)."""
     classes = list(classes)
     best = sets.key(classes[0]).clone()
-    label = torch.full(sets.shape, float(classes[0]), dtype=sets.dtype)
+    label = torch.full(sets.shape, float(classes[0]), dtype=sets.dtype, device=sets.device)
     greater = torch.empty_like(best)
     for k in classes[1:]:
         _argmax_step(best, label, sets.key(k), k, greater)
@@ -161,7 +164,8 @@ def _argmax_step(best, label, value, k, greater):
     # update is one fused lerp instead of a (slower) bool mask and masked write
     torch.gt(value, best, out=greater)
     torch.maximum(best, value, out=best)
-    torch.lerp(label, torch.tensor(float(k), dtype=label.dtype).expand_as(label), greater,
+    torch.lerp(label, torch.full((), float(k), dtype=label.dtype,
+                                 device=label.device).expand_as(label), greater,
                out=label)
 
 
@@ -173,6 +177,7 @@ class _Sets:
         self.num_classes = x.shape[1]
         self.shape = x.shape[:1] + x.shape[2:]
         self.dtype = x.dtype
+        self.device = x.device
 
     def image(self, b):
         view = copy.copy(self)
@@ -215,7 +220,7 @@ class _LACProbabilitySets(_Sets):
         """1.0 where the class ``label``, whose probability is ``best``, is in the set."""
         tau = self.common_tau(range(self.num_classes))
         if tau is None:
-            tau = torch.tensor(self.tau, dtype=self.dtype)[label.long()]
+            tau = torch.tensor(self.tau, dtype=self.dtype, device=best.device)[label.long()]
         return torch.ge(best, tau, out=torch.empty_like(best))
 
 
@@ -226,7 +231,7 @@ class _ScoreSets(_Sets):
         super().__init__(x)
         self.scores = x if is_scores else score_fn.all_classes(x)
         self.ranking = -self.scores if is_scores else x  # higher = more probable
-        self.q = _rounded_thresholds(thresholds, self.num_classes, x.dtype).to(x.dtype)
+        self.q = _rounded_thresholds(thresholds, self.num_classes, x.dtype).to(x)
 
     def _restrict(self, index):
         super()._restrict(index)

@@ -54,7 +54,8 @@ def alpha_fraction(alpha):
 
 
 def conformal_rank(n, alpha):
-    """r = ceil((n + 1)(1 - alpha)): the rank of the conformal quantile among n scores (may be > n)."""
+    """r = ceil((n + 1)(1 - alpha)), the rank of the conformal quantile among n scores (may
+    exceed n)."""
     return math.ceil((int(n) + 1) * (1 - alpha_fraction(alpha)))
 
 

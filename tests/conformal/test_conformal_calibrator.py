@@ -230,3 +230,21 @@ def test_reset_forgets():
     assert calibrator.num_groups == 0
     with pytest.raises(ValueError, match='empty calibration set'):
         calibrator.thresholds()
+
+
+def test_inputs_with_gradients_are_neither_tracked_nor_modified():
+    probs, labels = _data(14)
+    logits = probs.log().requires_grad_()
+    calibrator = ConformalCalibrator(4, alpha=0.1, mode='class', method='exact')
+    calibrator.update(logits.softmax(1), labels)
+    assert not any(s.requires_grad for s in calibrator.state_dict()['exact_scores'])
+    scores = 1 - probs.gather(1, labels.clamp(max=3).unsqueeze(1)).squeeze(1)
+    before = scores.clone()
+    for mode in ('pixel', 'class'):
+        exact = ConformalCalibrator(4, alpha=0.1, mode=mode, method='exact')
+        exact.update(scores, labels, is_scores=True)
+        assert torch.equal(scores, before)
+        q = exact.thresholds()
+        scores.fill_(0)     # the calibrator kept a copy, not a view of the caller's tensor
+        assert torch.equal(exact.thresholds(), q)
+        scores.copy_(before)

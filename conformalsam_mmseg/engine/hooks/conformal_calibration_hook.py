@@ -81,8 +81,8 @@ class ConformalCalibrationHook(Hook):
                      lambda i, probs, gt: [c.update(probs, gt) for j, c in
                                            enumerate([main] + folds)
                                            if j == 0 or (i % self.holdout_folds) != j - 1])
-        for c in [main] + folds:
-            c.all_reduce() if is_distributed() else None
+        if is_distributed():  # every rank ends with the thresholds of all labeled pixels
+            main, folds = main.all_reduce(), [c.all_reduce() for c in folds]
         q = main.thresholds()
         head.set_thresholds(q)
 

@@ -87,10 +87,6 @@ class SemiSegmentor(BaseSegmentor):
     def _forward(self, inputs, data_samples=None):
         return self.predictor._forward(inputs, data_samples)
 
-    def loss(self, multi_batch_inputs, multi_batch_data_samples):
-        raise NotImplementedError(
-            f'{type(self).__name__} must define loss(); SemiSegmentor is a base class.')
-
     # --- helpers for subclasses ------------------------------------------------------------
     @staticmethod
     def stack_seg_maps(data_samples):

@@ -20,14 +20,14 @@ variant makes the same crops and colour jitters), in an order rotated from round
 that a change of machine load hits all variants alike. The ratio of a variant is its total time
 over that of "without" across the rounds, and the range of the per-round ratios is shown.
 
-  .venv/bin/python benchmarks/bench_annotator_loading.py [--images 120] [--rounds 5]
+  .venv/bin/python benchmarks/bench_annotator_loading.py [--images 120] [--rounds 5] \
+      [--breakdown]
 """
 import argparse
 import os
 import os.path as osp
 import random
 import shutil
-import sys
 import tempfile
 import time
 
@@ -53,6 +53,9 @@ def parse_args(argv=None):
                         help='cache to re-encode (default: the cross-sequence annotator\'s)')
     parser.add_argument('--keep', metavar='DIR',
                         help='make the benchmark caches in DIR and keep them')
+    parser.add_argument('--breakdown', action='store_true',
+                        help='also print the time per transform (ms per image) of "without" '
+                        'and of the top-3 variants, from one extra instrumented pass each')
     return parser.parse_args(argv)
 
 
@@ -125,6 +128,32 @@ def time_pass(dataset, seed):
     return time.perf_counter() - start
 
 
+def step_times(dataset, seed, repeats=2):
+    """ms per image spent in each transform of the pipeline (top level; MultiBranch
+    includes its branches)."""
+    acc = {}
+    originals = []
+    for t in dataset.pipeline.transforms:
+        name = type(t).__name__
+        acc.setdefault(name, 0.0)
+        originals.append((t, t.transform))
+
+        def wrapped(results, _orig=t.transform, _name=name):
+            start = time.perf_counter()
+            out = _orig(results)
+            acc[_name] += time.perf_counter() - start
+            return out
+        t.transform = wrapped
+    try:
+        for r in range(repeats):
+            time_pass(dataset, seed + r)
+    finally:
+        for t, orig in originals:
+            t.transform = orig
+    n = repeats * len(dataset)
+    return {k: 1000 * v / n for k, v in acc.items()}
+
+
 def cache_bytes(folder):
     sizes = [os.path.getsize(osp.join(folder, n)) for n in os.listdir(folder)
              if n.endswith('.topk')]
@@ -173,10 +202,10 @@ def main(argv=None):
               'num_workers=0, 1 thread')
         print(f'annotator output: {what}')
         print('pipeline with the cache: ' + ' -> '.join(steps))
-        # one untimed pass each: file-system caches warm, lazy imports done
+        # one untimed pass each: every image and cache file in the page cache, lazy imports
+        # done (else the first timed pass of 'without' reads cold JPEGs from disk)
         for ds in variants.values():
-            for i in range(min(4, len(ds))):
-                ds[i]
+            time_pass(ds, args.seed)
         sample = variants['zlib, top-3'][0]['data_samples']
         assert 'unsup_weak' in sample and hasattr(sample['unsup_weak'], 'annotator_topk_index')
 
@@ -202,6 +231,13 @@ def main(argv=None):
                              ratio=ratio, lo=per.min(), hi=per.max()))
             print(f"{n:<15} {'-' if kib is None else f'{kib:.0f}':>9} "
                   f"{rows[-1]['ips']:>9.1f} {ratio:>6.3f} {per.min():>7.3f} - {per.max():.3f}")
+        if args.breakdown:
+            print('\nms per image and transform (one instrumented run; MultiBranch = the three '
+                  'views, packing included):')
+            for n in ('without cache', 'zlib, top-3', 'none, top-3'):
+                t = step_times(variants[n], args.seed)
+                print(f'{n:<15} total {sum(t.values()):.2f}: '
+                      + ', '.join(f'{k} {v:.2f}' for k, v in t.items()))
         meets = [r['variant'] for r in rows[1:] if r['ratio'] <= TARGET]
         print(f'\ntarget: at most {TARGET}x the time without the cache; met by: '
               + (', '.join(meets) if meets else 'none'))

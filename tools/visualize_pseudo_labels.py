@@ -281,7 +281,6 @@ def main(argv=None):
     args = parse_args(argv)
     import cv2
     import mmcv
-    import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
@@ -345,7 +344,6 @@ def main(argv=None):
             raise SystemExit(f'error: cannot write {path}')
         written.append(path)
     print(f'{len(written)} grids -> {args.out}', flush=True)
-    del torch
     return dict(paths=written, thresholds=q, rule=rule, background_index=background)
 
 

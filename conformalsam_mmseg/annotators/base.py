@@ -5,6 +5,7 @@ Images are given as mmcv/mmseg load them: ``(H, W, 3)`` uint8 in **BGR** order
 for SEEM and CLIPSeg) itself, so callers never have to.
 """
 import os.path as osp
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ def image_stem(img_path):
     return osp.splitext(osp.basename(str(img_path)))[0]
 
 
-class BaseAnnotator:
+class BaseAnnotator(ABC):
     """A foundation-model annotator.
 
     Subclasses implement :meth:`annotate`. ``needs_ground_truth`` is True for annotators that
@@ -34,6 +35,7 @@ class BaseAnnotator:
     def name(self):
         return type(self).__name__
 
+    @abstractmethod
     def annotate(self, image, class_names, *, img_path=None, gt_seg_map=None):
         """Per-class probabilities of one image.
 
@@ -49,7 +51,6 @@ class BaseAnnotator:
         Returns:
             ``(K, H, W)`` float32 tensor on the CPU.
         """
-        raise NotImplementedError
 
     def annotate_batch(self, images, class_names, *, img_paths=None, gt_seg_maps=None):
         """:meth:`annotate` over a list of images (sizes may differ); a list of (K, H, W)

@@ -13,6 +13,7 @@ score at prediction time are the same number, bit for bit.
 Scores are looked up by name in :data:`SCORES` (``'lac'``, ``'aps'``); add one with
 :func:`register_score`.
 """
+from abc import ABC, abstractmethod
 import torch
 
 SCORES = {}
@@ -42,7 +43,7 @@ def get_score(score):
         'one with conformalsam_mmseg.conformal.register_score')
 
 
-class NonconformityScore:
+class NonconformityScore(ABC):
     """Base class; subclasses implement :meth:`all_classes` and may speed up :meth:`true_class`.
 
     ``finite_on_probabilities`` says that the scores of finite probabilities are finite, so
@@ -51,8 +52,9 @@ class NonconformityScore:
     name = None
     finite_on_probabilities = False
 
+    @abstractmethod
     def all_classes(self, probs):
-        raise NotImplementedError
+        """s_k(x) for every class k: (B, K, H, W) scores of (B, K, H, W) probabilities."""
 
     def true_class(self, probs, labels):
         """s_y(x) for ``labels`` (B, H, W) int64, every value a valid class index."""

@@ -107,3 +107,42 @@ def test_annotator_classes_must_match_the_dataset(annotated, tmp_path):
         _run(cfg)
     message = str(err.value)
     assert "'disc'" in message and "'circle'" in message
+
+
+def test_confidence_filter_baseline_stays_in_stage_one(annotated, tmp_path):
+    """filter='confidence' (the fixed-threshold baselines): no calibration, q = 1 - tau, the
+    annotator's argmax kept where its probability >= tau; self_reliance_at=None: Stage I only."""
+    from conformalsam_mmseg.annotators.cache import AnnotatorCache, topk_to_dense
+    RecordStageHook.stages = []
+    cfg = conformalsam_config(annotated, tmp_path, max_iters=3, switch_at=None)
+    cfg.conformalsam.update(filter='confidence', confidence_threshold=0.6)
+    cfg.custom_hooks = [dict(type='RecordStageHook')]
+    runner = _run(cfg)
+    hooks = [type(h).__name__ for h in runner.hooks]
+    assert 'ConformalCalibrationHook' not in hooks and 'SelfRelianceHook' not in hooks
+    assert RecordStageHook.stages == [(0, 1), (1, 1), (2, 1)]
+    assert not (tmp_path / 'calibration_report.json').exists()
+    head = runner.model.pseudo_label_head
+    assert head.rule == 'argmax_in_set'
+    assert torch.allclose(head.thresholds, torch.full((4, ), 0.4, dtype=torch.float64))
+    cache = AnnotatorCache(osp.join(annotated, 'annotator'))
+    entry = cache.load(open(osp.join(annotated, 'splits', 'unlabeled.txt')).read().split()[0])
+    probs = topk_to_dense(entry.index, entry.prob, 4)
+    labels, _ = head(probs)
+    max_prob, argmax = probs.max(0)
+    expected = argmax.masked_fill(max_prob < 0.6, 255)
+    assert 0 < int((expected == 255).sum()) < expected.numel()  # the threshold acts here
+    assert torch.equal(labels[0], expected)
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(filter='fixed'), 'conformalsam.filter'),
+    (dict(filter='confidence'), 'confidence_threshold'),
+    (dict(filter='confidence', confidence_threshold=1.5), 'confidence_threshold'),
+])
+def test_bad_filter_options_are_refused(annotated, tmp_path, options, message):
+    from conformalsam_mmseg.engine import apply_conformalsam
+    cfg = conformalsam_config(annotated, tmp_path)
+    cfg.conformalsam.update(options)
+    with pytest.raises(ValueError, match=message):
+        apply_conformalsam(cfg)

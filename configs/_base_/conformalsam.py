@@ -16,5 +16,10 @@ conformalsam = dict(
     background_index=None,       # 0 on VOC; None where there is no background class
     holdout_folds=5,             # held-out coverage of the calibration, logged and reported
     calibration_interval=None,   # recalibrate every N iterations (None: before training only)
-    self_reliance_at=0.75,       # Stage II from 75% of max_iters (VOC 60/80, ADE20K 30/40 ep.)
+    self_reliance_at=0.75,       # Stage II from 75% of max_iters (VOC 60/80, ADE20K 30/40 ep.);
+                                 # None: Stage I only
+    # 'conformal' (the method); 'confidence': baseline keeping the annotator's argmax where its
+    # probability >= confidence_threshold (0: the raw labels), no calibration
+    filter='conformal',
+    confidence_threshold=None,
     stage_one_weights=dict(sup=1.0, unsup=1.0))

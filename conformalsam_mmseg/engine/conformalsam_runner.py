@@ -11,6 +11,11 @@ pipelines from a sibling base, so the runner does it, explicitly, before buildin
   the weak view;
 - hooks: ``ConformalCalibrationHook`` and ``SelfRelianceHook``.
 
+Two switches make the baselines that ConformalSAM is compared with, from the same config:
+``filter='confidence'`` replaces conformal calibration by a fixed confidence threshold
+``confidence_threshold`` (0: the annotator's raw labels), and ``self_reliance_at=None`` stays in
+Stage I for the whole run.
+
 ``apply_conformalsam(cfg)`` is the same rewrite for code that builds runners itself.
 """
 import copy
@@ -37,6 +42,30 @@ def _index(pipeline, type_name, where):
                      'the semi-supervised pipelines of configs/_base_/datasets/semi/.')
 
 
+FILTERS = ('conformal', 'confidence')
+
+
+def _pseudo_label_head(csam, classes):
+    """The ``SEEMPseudoLabelHead`` config, and whether it needs a conformal calibration."""
+    head = dict(type='SEEMPseudoLabelHead', num_classes=len(classes), classes=classes,
+                rule=csam.get('rule', 'foreground_first'),
+                background_index=csam.get('background_index'), score=csam.get('score', 'lac'))
+    kind = csam.get('filter', 'conformal')
+    if kind not in FILTERS:
+        raise ValueError(f'conformalsam.filter must be one of {FILTERS}, got {kind!r}')
+    if kind == 'conformal':
+        return head, True
+    tau = csam.get('confidence_threshold')
+    if tau is None or not 0 <= float(tau) <= 1:
+        raise ValueError("conformalsam.filter='confidence' needs confidence_threshold in "
+                         f'[0, 1] (0: the raw annotator labels), got {tau!r}')
+    # Under LAC, C(x) = {k : p_k >= 1 - q}; with q = 1 - tau the most probable class is in C(x)
+    # exactly when its probability is >= tau, and 'argmax_in_set' keeps it then.
+    head.update(rule='argmax_in_set', background_index=None, score='lac',
+                thresholds=1.0 - float(tau))
+    return head, False
+
+
 def _dataset_classes(dataset_cfg):
     metainfo = dataset_cfg.get('metainfo') or {}
     if metainfo.get('classes'):
@@ -57,14 +86,12 @@ def apply_conformalsam(cfg):
     classes = _dataset_classes(dataset.unlabeled)
     cache_dir = _require(csam, 'annotator_cache')
     num_classes = len(classes)
+    head, calibrated = _pseudo_label_head(csam, classes)
 
     cfg.model = ConfigDict(
         type='ConformalSAM',
         host=cfg.model,
-        pseudo_label_head=dict(
-            type='SEEMPseudoLabelHead', num_classes=num_classes, classes=classes,
-            rule=csam.get('rule', 'foreground_first'),
-            background_index=csam.get('background_index'), score=csam.get('score', 'lac')),
+        pseudo_label_head=head,
         stage_one_weights=csam.get('stage_one_weights', dict(sup=1.0, unsup=1.0)))
 
     pipeline = dataset.unlabeled.pipeline
@@ -81,13 +108,17 @@ def apply_conformalsam(cfg):
         type='PackAnnotatorOutput')
 
     hooks = list(cfg.get('custom_hooks') or [])
-    hooks.append(dict(
-        type='ConformalCalibrationHook', cache_dir=cache_dir,
-        alpha=csam.get('alpha', 0.05), mode=csam.get('mode', 'pixel'),
-        score=csam.get('score', 'lac'), rule=csam.get('rule', 'foreground_first'),
-        background_index=csam.get('background_index'),
-        holdout_folds=csam.get('holdout_folds', 5), interval=csam.get('calibration_interval')))
-    hooks.append(dict(type='SelfRelianceHook', switch_at=csam.get('self_reliance_at', 0.75)))
+    if calibrated:
+        hooks.append(dict(
+            type='ConformalCalibrationHook', cache_dir=cache_dir,
+            alpha=csam.get('alpha', 0.05), mode=csam.get('mode', 'pixel'),
+            score=csam.get('score', 'lac'), rule=csam.get('rule', 'foreground_first'),
+            background_index=csam.get('background_index'),
+            holdout_folds=csam.get('holdout_folds', 5),
+            interval=csam.get('calibration_interval')))
+    switch_at = csam.get('self_reliance_at', 0.75)
+    if switch_at is not None:
+        hooks.append(dict(type='SelfRelianceHook', switch_at=switch_at))
     cfg.custom_hooks = hooks
     return cfg
 

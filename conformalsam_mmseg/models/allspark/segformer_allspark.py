@@ -42,11 +42,14 @@ class AllSparkNeck(BaseModule):
         embed_channels (int, optional): channels inside the module (default ``in_channels``).
         num_heads (int): 2. attn_drop (float): 0.1.
         patch_sizes, strides: MiT's, to compute the deepest feature size.
+        feature_size (tuple, optional): (h, w) of the deepest training feature, for backbones
+            other than MiT (e.g. crop // 16 for a CNN at output stride 16); when given,
+            ``patch_sizes`` and ``strides`` are not used.
     """
 
     def __init__(self, in_channels, num_classes=None, crop_size=None, embed_channels=None,
                  num_heads=2, attn_drop=0.1, patch_sizes=(7, 3, 3, 3), strides=(4, 2, 2, 2),
-                 init_cfg=None):
+                 feature_size=None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if num_classes is None or crop_size is None:
             raise ValueError(
@@ -54,7 +57,8 @@ class AllSparkNeck(BaseModule):
                 f'semantic memory, got num_classes={num_classes}, crop_size={crop_size}. Inside '
                 "an 'AllSpark' model both are filled from decode_head.num_classes and the data "
                 "preprocessor's size.")
-        h, w = deepest_feature_size(crop_size, patch_sizes, strides)
+        h, w = (tuple(feature_size) if feature_size is not None else
+                deepest_feature_size(crop_size, patch_sizes, strides))
         self.allspark = AllSparkModule(in_channels, num_classes, num_tokens=h * w,
                                        embed_channels=embed_channels, num_heads=num_heads,
                                        attn_drop=attn_drop)

@@ -53,11 +53,14 @@ class SEEMPseudoLabelHead(nn.Module):
         filter_device: device the conformal filter runs on. 'cpu' (default): the conformal
             core's filter is written and optimised for the CPU; the compact top-k is moved
             there and the labels moved back. None: wherever the input is.
+        thresholds: optional fixed q (one number or one per class), set at construction
+            instead of by a calibration; e.g. the fixed-confidence baselines of
+            ``apply_conformalsam`` (q = 1 - tau under LAC with 'argmax_in_set').
     """
 
     def __init__(self, num_classes, classes=None, rule='foreground_first', background_index=0,
                  score='lac', ignore_index=255, per_class_stats=True, stats_prefix='pseudo_',
-                 filter_device='cpu'):
+                 filter_device='cpu', thresholds=None):
         super().__init__()
         if rule not in RULES:
             raise ValueError(f'rule must be one of {RULES}, got {rule!r}')
@@ -75,6 +78,8 @@ class SEEMPseudoLabelHead(nn.Module):
         self.filter_device = filter_device
         self.register_buffer('thresholds',
                              torch.full((self.num_classes, ), math.nan, dtype=torch.float64))
+        if thresholds is not None:
+            self.set_thresholds(thresholds)
 
     # --- thresholds -----------------------------------------------------------------------
     def set_thresholds(self, q):

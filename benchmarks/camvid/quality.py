@@ -1,0 +1,194 @@
+"""Pseudo-label quality on the unlabeled images: raw vs fixed threshold vs conformal labels.
+
+For one annotator and one split: calibrate ``ConformalCalibrator`` s on the labeled images (as
+``ConformalCalibrationHook`` does), then label every unlabeled image with each method and count,
+against its ground truth:
+
+- kept ratio: labeled (not rejected) pixels / all pixels of the images;
+- precision: correct / kept pixels whose ground truth is not void (per class: by the class the
+  method assigned);
+- mIoU: per-class IoU of the kept labels against the ground truth, counted on the kept,
+  non-void pixels only (rejected pixels are neither right nor wrong), averaged over the classes
+  present in the ground truth of those pixels.
+
+Methods: ``raw`` (the annotator's argmax everywhere), ``threshold`` (the argmax where its
+probability >= tau), ``conformal`` (prediction sets C(x) = {k : 1 - p_k <= q_k} and the paper's
+foreground-first rule; without a background class it keeps the most probable class of the set).
+On a data set without a background class the pixel-mode filter keeps the argmax exactly when
+max p >= 1 - q: it is a confidence threshold whose tau the calibration chooses. The curves
+therefore show the threshold family (every tau) with the conformal points on or off it.
+"""
+import time
+
+import numpy as np
+import torch
+
+from conformalsam_mmseg.conformal import ConformalCalibrator, filter_pseudo_labels
+
+IGNORE = 255
+CURVE_BINS = 1000  # resolution of the confidence-threshold curve
+
+
+class LabelCounts:
+    """Confusion matrix of kept labels vs ground truth, plus kept / total pixel counts."""
+
+    def __init__(self, num_classes):
+        self.k = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        self.kept = 0
+        self.pixels = 0
+
+    def update(self, labels, gt):
+        kept = labels != IGNORE
+        self.kept += int(kept.sum())
+        self.pixels += labels.numel()
+        both = kept & (gt != IGNORE)
+        idx = gt[both].long() * self.k + labels[both].long()
+        self.confusion += torch.bincount(idx, minlength=self.k * self.k).view(self.k, self.k)
+
+    def metrics(self, class_names):
+        c = self.confusion.double()
+        tp = c.diag()
+        assigned, truth = c.sum(0), c.sum(1)
+        union = assigned + truth - tp
+        present = truth > 0
+        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
+        precision = torch.where(assigned > 0, tp / assigned.clamp(min=1), torch.nan)
+        return dict(
+            kept_ratio=self.kept / max(self.pixels, 1),
+            precision=float(tp.sum() / c.sum().clamp(min=1)),
+            mIoU=float(iou[present].nanmean()) if present.any() else float('nan'),
+            per_class_precision={n: float(p) for n, p in zip(class_names, precision)},
+            per_class_iou={n: float(v) for n, v in zip(class_names, iou)})
+
+
+class ConfidenceCurve:
+    """Precision and kept ratio of the argmax-where-max-p>=tau labels for every tau, in one
+    pass: histograms of max p over all pixels and over the correct / non-void ones."""
+
+    def __init__(self, bins=CURVE_BINS):
+        self.bins = bins
+        self.all = torch.zeros(bins, dtype=torch.int64)
+        self.labeled = torch.zeros(bins, dtype=torch.int64)
+        self.correct = torch.zeros(bins, dtype=torch.int64)
+
+    def update(self, max_prob, argmax, gt):
+        b = (max_prob.double() * self.bins).long().clamp_(0, self.bins - 1)
+        labeled = gt != IGNORE
+        self.all += torch.bincount(b.view(-1), minlength=self.bins)
+        self.labeled += torch.bincount(b[labeled], minlength=self.bins)
+        self.correct += torch.bincount(b[labeled & (argmax == gt)], minlength=self.bins)
+
+    def points(self):
+        """(tau, kept_ratio, precision) for tau = i / bins, i = 0..bins-1."""
+        def tail(x):  # pixels with max p >= i / bins
+            return x.flip(0).cumsum(0).flip(0).double()
+        kept, labeled, correct = tail(self.all), tail(self.labeled), tail(self.correct)
+        tau = torch.arange(self.bins, dtype=torch.float64) / self.bins
+        keep = labeled > 0
+        return dict(tau=tau[keep].tolist(), kept_ratio=(kept / kept[0])[keep].tolist(),
+                    precision=(correct / labeled)[keep].tolist())
+
+
+def methods(alphas, taus, modes=('pixel', 'class')):
+    """The table's methods, in order."""
+    rows = [dict(name='raw', kind='raw')]
+    rows += [dict(name=f'threshold {t:g}', kind='threshold', tau=t) for t in taus]
+    rows += [dict(name=f'conformal {m}, alpha {a:g}', kind='conformal', mode=m, alpha=a)
+             for m in modes for a in alphas]
+    return rows
+
+
+def evaluate(source, labeled, unlabeled, class_names, *, alphas=(0.05, 0.1, 0.2),
+             taus=(0.5, 0.9), curve_alphas=(), progress=None):
+    """Quality of every method on ``unlabeled``, calibrated on ``labeled``.
+
+    Args:
+        source: ``fn(stem) -> (probs (K, H, W) float32 tensor, gt (H, W) int64 tensor)``.
+        labeled, unlabeled: image stems.
+        curve_alphas: extra alphas of the class-mode points of the curve.
+        progress: optional ``fn(iterable, desc) -> iterable`` (a progress bar).
+
+    Returns a dict: ``methods`` (name -> metrics and settings), ``thresholds`` (method ->
+    q list), ``curve`` (confidence-threshold curve), ``class_curve`` (alpha -> (kept ratio,
+    precision) of class-mode conformal labels), ``calibration_seconds``.
+    """
+    progress = progress or (lambda it, desc: it)
+    k = len(class_names)
+    table = methods(alphas, taus)
+    conformal = [m for m in table if m['kind'] == 'conformal']
+    curve_extra = [dict(name=f'curve class alpha {a:g}', kind='conformal', mode='class',
+                        alpha=a) for a in curve_alphas if a not in alphas]
+    calibrated = conformal + curve_extra
+    calibrators = [ConformalCalibrator(k, alpha=m['alpha'], mode=m['mode'], check_probs=False)
+                   for m in calibrated]
+    start = time.perf_counter()
+    for stem in progress(labeled, 'calibrating on labeled images'):
+        probs, gt = source(stem)
+        for cal in calibrators:
+            cal.update(probs.unsqueeze(0), gt.unsqueeze(0))
+    q = {m['name']: cal.thresholds() for m, cal in zip(calibrated, calibrators)}
+    calibration_seconds = time.perf_counter() - start
+
+    counts = {m['name']: LabelCounts(k) for m in table + curve_extra}
+    curve = ConfidenceCurve()
+    for stem in progress(unlabeled, 'labeling unlabeled images'):
+        probs, gt = source(stem)
+        max_prob, argmax = probs.max(0)
+        curve.update(max_prob, argmax, gt)
+        for m in table + curve_extra:
+            counts[m['name']].update(_labels(m, probs, argmax, max_prob, q), gt)
+
+    out = dict(methods={}, thresholds={n: v.tolist() for n, v in q.items()},
+               curve=curve.points(), class_curve={},
+               calibration_seconds=calibration_seconds)
+    for m in table:
+        out['methods'][m['name']] = dict(m, **counts[m['name']].metrics(class_names))
+    for m in curve_extra + [m for m in conformal if m['mode'] == 'class']:
+        met = counts[m['name']].metrics(class_names)
+        out['class_curve'][m['alpha']] = (met['kept_ratio'], met['precision'])
+    out['pixel_points'] = {m['alpha']: (out['methods'][m['name']]['kept_ratio'],
+                                        out['methods'][m['name']]['precision'])
+                           for m in conformal if m['mode'] == 'pixel'}
+    return out
+
+
+def _labels(method, probs, argmax, max_prob, q):
+    kind = method['kind']
+    if kind == 'raw':
+        return argmax
+    if kind == 'threshold':
+        return argmax.masked_fill(max_prob < method['tau'], IGNORE)
+    return filter_pseudo_labels(probs.unsqueeze(0), q[method['name']], rule='foreground_first',
+                                background_index=None, dtype=torch.long)[0]
+
+
+def cache_source(cache, image_dir, label_dir, num_classes):
+    """``source`` reading the annotator cache and the ground truth of CamVid train images."""
+    import cv2
+    from conformalsam_mmseg.annotators.cache import topk_to_dense
+    import os.path as osp
+
+    def source(stem):
+        gt = cv2.imread(osp.join(label_dir, stem + '.png'), cv2.IMREAD_UNCHANGED)
+        if gt is None:
+            raise FileNotFoundError(f'no ground truth {osp.join(label_dir, stem + ".png")}')
+        h, w = gt.shape
+        entry = cache.load(stem, height=h, width=w, img_path=osp.join(image_dir, stem))
+        probs = topk_to_dense(entry.index, entry.prob, num_classes)
+        return probs, torch.from_numpy(gt.astype(np.int64))
+    return source
+
+
+def simulated_source(annotator, image_dir, label_dir, class_names, img_suffix='.jpg'):
+    """``source`` running a ``SimulatedAnnotator`` on the ground truth of each image."""
+    import cv2
+    import os.path as osp
+
+    def source(stem):
+        img = cv2.imread(osp.join(image_dir, stem + img_suffix))
+        gt = cv2.imread(osp.join(label_dir, stem + '.png'), cv2.IMREAD_UNCHANGED)
+        probs = annotator.annotate(img, class_names, img_path=stem, gt_seg_map=gt)
+        return (torch.as_tensor(np.ascontiguousarray(probs), dtype=torch.float32),
+                torch.from_numpy(gt.astype(np.int64)))
+    return source

@@ -1,0 +1,305 @@
+"""docs/results/camvid.md and its PNGs, from the benchmark's results.json."""
+import json
+import math
+import os
+import os.path as osp
+import statistics
+import sys
+
+from training import REPO, ROWS
+
+NAMES = {
+    'cross_sequence': 'cross-sequence annotator (real model, trained on Seq05VD)',
+    'simulated_gap0.25': 'SimulatedAnnotator, gap 0.25',
+    'simulated_gap0.5': 'SimulatedAnnotator, gap 0.5',
+    'simulated_gap0.75': 'SimulatedAnnotator, gap 0.75',
+}
+HOSTS = (('SelfReliance', 'supervised', 'conformalsam'), ('UniMatch', 'unimatch',
+         'unimatch_conformalsam'), ('AllSpark', 'allspark', 'allspark_conformalsam'))
+
+
+def write(work_root, out_dir, quality_stems):
+    with open(osp.join(work_root, 'results.json')) as f:
+        results = json.load(f)
+    os.makedirs(out_dir, exist_ok=True)
+    s = results['summary']
+    parts = [_header(s)]
+    if results['training']:
+        plot_miou(results['training'], s['splits'], osp.join(out_dir, 'camvid_miou.png'))
+        parts.append(_training_section(results['training'], s))
+    if results['quality']:
+        plot_curves(results['quality'], osp.join(out_dir, 'camvid_precision_vs_kept.png'))
+        example = osp.join(out_dir, 'camvid_pseudo_labels.png')
+        plot_examples(results['quality']['cross_sequence'], quality_stems, example)
+        parts.append(_quality_section(results['quality'], s))
+    parts.append(_cost_section(results, s))
+    path = osp.join(out_dir, 'camvid.md')
+    with open(path, 'w') as f:
+        f.write('\n\n'.join(parts) + '\n')
+    return path
+
+
+# --- text -------------------------------------------------------------------------------------
+def _header(s):
+    p = s['protocol']
+    return f"""# CamVid: semi-supervised results, pseudo-label quality, cost
+
+Made by `benchmarks/camvid/run.py` (one command; see its docstring). Everything below is from one
+invocation on this machine: {s['threads']} CPU threads, no GPU. CamVid, 11 classes, from
+../shared/data/camvid; labeled splits {', '.join(s['splits'])} of train (367 images; seeded by
+`tools/make_splits.py random --seed 0`), the unlabeled images are the rest of train; evaluation on
+val (101 images of sequence 0016E5) at half resolution (240 x 180), mIoU in %.
+
+Protocol, the same for every row: DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0, 160 px
+crops of the half-resolution images, 4 labeled images per iteration (plus 4 unlabeled; UniMatch
+also 4 CutMix-source images), SGD lr {p['lr']:g} (head x10), poly decay, {p['iters']} iterations,
+seeds {', '.join(map(str, s['seeds']))}. The annotator is the cross-sequence CamVid annotator
+(`tools/train_camvid_annotator.py`: DeepLabV3+ EfficientNet-Lite0 trained on the Seq05VD frames
+of CamVid test only, its probabilities on CamVid train cached as top-3). ConformalSAM: alpha 0.05,
+the paper's pixel mode and foreground-first rule (CamVid has no background class, so the rule
+keeps the most probable class of the set), Stage II (self-reliance) from 75% of the iterations.
+This is a CPU-sized schedule ({p['iters']} iterations): the numbers compare the rows with each
+other, they are not converged CamVid results."""
+
+
+def _mean_std(values):
+    if not values:
+        return '-'
+    if len(values) == 1:
+        return f'{values[0]:.1f}'
+    return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
+
+
+def _by_row_split(training):
+    table = {}
+    for r in training:
+        table.setdefault((r['row'], r['split']), []).append(r['mIoU'])
+    return table
+
+
+def _training_section(training, s):
+    table = _by_row_split(training)
+    splits = [sp for sp in s['splits'] if any(k[1] == sp for k in table)]
+    lines = ['## Semi-supervised results (val mIoU, %)', '',
+             '| method | ' + ' | '.join(sp.replace('-', '/') for sp in splits) + ' |',
+             '|---|' + '---|' * len(splits)]
+    for row in ROWS:
+        if any((row.name, sp) in table for sp in splits):
+            lines.append(f'| {row.label} | ' + ' | '.join(
+                _mean_std(table.get((row.name, sp), [])) for sp in splits) + ' |')
+    n = max(len(v) for v in table.values())
+    lines += ['', f'{"Mean ± std over " + str(n) + " seeds." if n > 1 else "One seed."} '
+              'Rows 2-6 train on the labeled images plus the annotator\'s labels of the '
+              'unlabeled images (Stage I only), filtered as the row says; "ConformalSAM" adds '
+              'Stage II, where the model labels the unlabeled images itself.',
+              '', '![val mIoU per method and split](camvid_miou.png)']
+    calib = [r for r in training if r.get('calibration') and r['row'] == 'conformal_pixel']
+    if calib:
+        lines += ['', 'Calibration on the labeled images (pixel mode, alpha 0.05): '
+                  + '; '.join(f"split {r['split'].replace('-', '/')}: q = "
+                              f"{r['calibration'].get('conformal_q/sky', float('nan')):.3f}, "
+                              f"kept {100 * r['calibration']['conformal_kept_ratio']:.1f}%, "
+                              f"held-out coverage "
+                              f"{100 * r['calibration'].get('conformal_holdout_coverage', math.nan):.1f}%"
+                              for r in calib) + '.']
+    return '\n'.join(lines)
+
+
+def _pct(x):
+    return '-' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{100 * x:.1f}'
+
+
+def _quality_table(q):
+    lines = ['| labels | kept % | precision % | mIoU % |', '|---|---|---|---|']
+    for name, m in q['methods'].items():
+        lines.append(f"| {name} | {_pct(m['kept_ratio'])} | {_pct(m['precision'])} | "
+                     f"{_pct(m['mIoU'])} |")
+    return lines
+
+
+def _per_class_table(q, methods):
+    classes = list(q['methods']['raw']['per_class_precision'])
+    lines = ['| labels | ' + ' | '.join(classes) + ' |', '|---|' + '---|' * len(classes)]
+    for name in methods:
+        m = q['methods'][name]
+        lines.append(f'| {name} | ' + ' | '.join(_pct(m['per_class_precision'][c])
+                                                  for c in classes) + ' |')
+    return lines
+
+
+def _quality_section(quality, s):
+    main = quality['cross_sequence']
+    lines = [f"## Pseudo-label quality (unlabeled images of split "
+             f"{s['quality_split'].replace('-', '/')}: {main['unlabeled']} images, calibrated "
+             f"on its {main['labeled']} labeled images)", '',
+             'Against the ground truth of the unlabeled images: kept = labeled (not rejected) '
+             'pixels / all pixels; precision = correct / kept pixels with a ground-truth label; '
+             'mIoU = IoU of the kept labels, on kept pixels only. "threshold t" keeps the '
+             "annotator's argmax where its probability is >= t; \"conformal\" is the "
+             'prediction-set filter calibrated at alpha on the labeled images.', '',
+             f"### {NAMES['cross_sequence']}", ''] + _quality_table(main)
+    lines += ['', 'Per-class precision (%), by the class the labels assign:', '']
+    lines += _per_class_table(main, ['raw', 'threshold 0.9', 'conformal pixel, alpha 0.2',
+                                     'conformal class, alpha 0.2'])
+    lines += ['', 'Thresholds q of the conformal rows (per class in class mode): '] + [
+        f"- {n}: " + ', '.join(f'{v:.3f}' for v in sorted(set(q)))
+        for n, q in main['thresholds'].items() if not n.startswith('curve')]
+    for name in quality:
+        if name != 'cross_sequence':
+            lines += ['', f'### {NAMES.get(name, name)}', ''] + _quality_table(quality[name])
+    lines += ['', '![precision vs kept ratio](camvid_precision_vs_kept.png)', '',
+              '![filtered pseudo-labels](camvid_pseudo_labels.png)']
+    return '\n'.join(lines)
+
+
+def _cost_section(results, s):
+    training, cache = results['training'], s['cache']
+    lines = ['## Cost', '']
+    rows = {}
+    for r in training:
+        rows.setdefault(r['row'], []).append(r)
+
+    def spi(name, key='all'):
+        v = [r['seconds_per_iter'][key] for r in rows.get(name, [])
+             if r['seconds_per_iter'].get(key)]
+        return statistics.mean(v) if v else None
+
+    if training:
+        lines += ['Seconds per training iteration (mean over the logged windows of all its '
+                  'runs, first window excluded), measured in this one invocation. ConformalSAM '
+                  'runs Stage I (the calibrated annotator labels) for 75% of the iterations and '
+                  'the host method in Stage II:', '',
+                  '| host | host alone | + ConformalSAM, Stage I | + ConformalSAM, Stage II | '
+                  'ratio, whole run |', '|---|---|---|---|---|']
+        for host, alone, plus in HOSTS:
+            a, whole = spi(alone), spi(plus)
+            if a is None or whole is None:
+                continue
+            label = 'Supervised / SelfReliance' if host == 'SelfReliance' else host
+            lines.append(f'| {label} | {a:.3f} | {_f(spi(plus, "stage1"))} | '
+                         f'{_f(spi(plus, "stage2"))} | {whole / a:.2f}x |')
+        total = sum(r['wall_seconds'] for r in training)
+        lines += ['', f'Training runs: {len(training)}, {total / 60:.1f} min of wall time in all '
+                  '(start-up and evaluation included).']
+    q = results['quality'].get('cross_sequence') if results['quality'] else None
+    if q:
+        lines += ['', f"Calibration on the {q['labeled']} labeled images of split "
+                  f"{s['quality_split'].replace('-', '/')} (read the cache, rebuild the dense "
+                  f"probabilities, update {len([n for n in q['thresholds']])} histogram "
+                  f"calibrators): {q['calibration_seconds']:.1f} s."]
+    lines += ['', f"Annotator cache on disk: {cache['bytes'] / 2**20:.0f} MiB for "
+              f"{cache['entries']} images ({cache['bytes'] / max(cache['entries'], 1) / 2**20:.2f}"
+              ' MiB per 480 x 360 image: top-3 classes and their uint8 probabilities, zlib).']
+    if s.get('annotator_seconds'):
+        lines.append(f"Training and caching the annotator took {s['annotator_seconds'] / 60:.1f} "
+                     'min in this invocation.')
+    return '\n'.join(lines)
+
+
+def _f(x):
+    return '-' if x is None else f'{x:.3f}'
+
+
+# --- pictures -----------------------------------------------------------------------------
+def plot_miou(training, splits, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    table = _by_row_split(training)
+    rows = [r for r in ROWS if any((r.name, sp) in table for sp in splits)]
+    splits = [sp for sp in splits if any(k[1] == sp for k in table)]
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    width = 0.8 / max(len(splits), 1)
+    for j, sp in enumerate(splits):
+        means = [statistics.mean(table[(r.name, sp)]) if (r.name, sp) in table else 0
+                 for r in rows]
+        errs = [statistics.stdev(table[(r.name, sp)]) if len(table.get((r.name, sp), [])) > 1
+                else 0 for r in rows]
+        ax.bar([i + (j - (len(splits) - 1) / 2) * width for i in range(len(rows))], means,
+               width, yerr=errs, label=f'{sp.replace("-", "/")} labeled')
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r.label.replace(' (', '\n(').replace('+ ', '+\n', 1)
+                        if len(r.label) > 24 else r.label for r in rows], fontsize=7)
+    ax.set_ylabel('val mIoU (%)')
+    ax.set_title('CamVid, same network and schedule for every method')
+    ax.grid(axis='y', alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(quality, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = list(quality)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        q = quality[name]
+        c = q['curve']
+        ax.plot([100 * x for x in c['kept_ratio']], [100 * x for x in c['precision']],
+                color='0.4', lw=1.2, label='confidence threshold (all t)')
+        for t in (0.5, 0.9):
+            m = q['methods'].get(f'threshold {t:g}')
+            if m:
+                ax.plot(100 * m['kept_ratio'], 100 * m['precision'], 's', color='0.2', ms=5)
+                ax.annotate(f't={t:g}', (100 * m['kept_ratio'], 100 * m['precision']),
+                            fontsize=7, xytext=(3, -9), textcoords='offset points')
+        for key, colour, label in (('pixel_points', 'tab:blue', 'conformal, pixel mode'),
+                                   ('class_curve', 'tab:orange', 'conformal, class mode')):
+            pts = sorted((float(a), v) for a, v in q[key].items())
+            ax.plot([100 * v[0] for _, v in pts], [100 * v[1] for _, v in pts], 'o-',
+                    color=colour, ms=4, lw=0.8, label=label)
+            for a, v in pts:
+                if a in (0.05, 0.2, 0.5):
+                    ax.annotate(f'α={a:g}', (100 * v[0], 100 * v[1]), fontsize=7,
+                                color=colour, xytext=(3, 3), textcoords='offset points')
+        raw = q['methods']['raw']
+        ax.plot(100 * raw['kept_ratio'], 100 * raw['precision'], '*', color='tab:red', ms=9,
+                label='raw argmax')
+        ax.set_title(NAMES.get(name, name).split(' (')[0], fontsize=9)
+        ax.set_xlabel('kept pixels (%)')
+        ax.set_ylabel('precision (%)')
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc='lower left')
+    fig.suptitle('Pseudo-labels of the unlabeled images: precision vs kept ratio', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_examples(q, stems, path, num=2, alpha=0.2, mode='pixel'):
+    """image | annotator | conformally filtered | ground truth, for the first unlabeled
+    images of the quality split (cross-sequence annotator)."""
+    import cv2
+    import numpy as np
+    import torch
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    from visualize_pseudo_labels import grid
+
+    from conformalsam_mmseg.annotators.cache import AnnotatorCache, topk_to_dense
+    from conformalsam_mmseg.conformal import filter_pseudo_labels
+    from conformalsam_mmseg.datasets.camvid import CamVidDataset
+    meta = CamVidDataset.METAINFO
+    classes, palette = meta['classes'], meta['palette']
+    name = f'conformal {mode}, alpha {alpha:g}'
+    thresholds = torch.tensor(q['thresholds'][name], dtype=torch.float64)
+    cache = AnnotatorCache(osp.join(REPO, 'data', 'annotator_cache', 'camvid_cross_sequence'),
+                           num_classes=len(classes), class_names=classes)
+    panels = []
+    for stem in stems[1][:: max(1, len(stems[1]) // num)][:num]:
+        img = cv2.imread(osp.join(REPO, 'data', 'camvid', 'images', 'train', stem + '.jpg'))
+        gt = cv2.imread(osp.join(REPO, 'data', 'camvid', 'labels', 'train', stem + '.png'),
+                        cv2.IMREAD_UNCHANGED)
+        entry = cache.load(stem, height=gt.shape[0], width=gt.shape[1])
+        probs = topk_to_dense(entry.index, entry.prob, len(classes))
+        filtered = filter_pseudo_labels(probs.unsqueeze(0), thresholds, background_index=None,
+                                        dtype=torch.long)[0].numpy()
+        panels.append(grid(img, probs.argmax(0).numpy(), filtered, gt, palette, classes,
+                           scale=0.5, caption=f'{stem}: {name} (q = {thresholds[0]:.3f}); '
+                           'hatched = rejected'))
+    width = max(p.shape[1] for p in panels)
+    panels = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
+              for p in panels]
+    cv2.imwrite(path, np.concatenate(panels, axis=0)[..., ::-1])

@@ -1,0 +1,203 @@
+"""The CamVid semi-supervised benchmark: one command, every row, the report.
+
+  .venv/bin/python benchmarks/camvid/run.py [--seeds 0] [--splits 1-16 1-8 1-4] [--iters 200]
+      [--rows supervised raw ...] [--work-dir work_dirs/camvid_benchmark] [--out docs/results]
+
+What it does, each step skipped when its output exists (so an interrupted run resumes):
+
+1. data: CamVid at data/camvid (a link to ../shared/data/camvid or tools/prepare_camvid.py),
+   the seeded labeled splits 1/16, 1/8, 1/4 of train (tools/make_splits.py, split seed 0; the
+   unlabeled images are the rest of train), the cross-sequence annotator's cache
+   (tools/train_camvid_annotator.py: trained on Seq05VD only, its outputs on CamVid train);
+2. pseudo-label quality on the unlabeled images of the 1/8 split against their ground truth
+   (quality.py), for the cross-sequence annotator and for the SimulatedAnnotator at three gaps;
+3. the training rows (training.py) for every split and seed, evaluated on val (101 images of
+   0016E5) at the configs' half resolution;
+4. the report: docs/results/camvid.md and its PNGs (report.py).
+
+Protocol (fixed; the same for every row): DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0,
+160 px crops of the half-resolution images, 4 labeled images per iteration (and 4 unlabeled,
+8 for UniMatch's CutMix source), SGD lr 0.01 (head x10) with poly decay, ``--iters``
+iterations, seed per ``--seeds``; ConformalSAM with alpha 0.05, pixel mode, self-reliance from
+75% of the iterations (configs/_base_/conformalsam*.py).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import training  # noqa: E402
+from training import REPO, ROW_NAMES, ROWS  # noqa: E402
+
+SPLITS = ('1-16', '1-8', '1-4')
+QUALITY_SPLIT = '1-8'
+SIMULATED_GAPS = (0.25, 0.5, 0.75)
+ALPHAS = (0.05, 0.1, 0.2)
+TAUS = (0.5, 0.9)
+CURVE_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
+DATA = osp.join(REPO, 'data')
+CAMVID = osp.join(DATA, 'camvid')
+CACHE = osp.join(DATA, 'annotator_cache', 'camvid_cross_sequence')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0])
+    p.add_argument('--splits', nargs='+', default=list(SPLITS), choices=SPLITS)
+    p.add_argument('--rows', nargs='+', default=list(ROW_NAMES), choices=ROW_NAMES)
+    p.add_argument('--iters', type=int, default=200, help='training iterations of every row')
+    p.add_argument('--lr', type=float, default=0.01)
+    p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'camvid_benchmark'))
+    p.add_argument('--out', default=osp.join(REPO, 'docs', 'results'),
+                   help='where camvid.md and its PNGs go')
+    p.add_argument('--skip-quality', action='store_true')
+    p.add_argument('--skip-training', action='store_true')
+    return p.parse_args(argv)
+
+
+def log(msg):
+    print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+
+def check_camvid():
+    for sub in ('images/train', 'labels/train', 'images/val', 'labels/val'):
+        if not osp.isdir(osp.join(CAMVID, sub)):
+            raise FileNotFoundError(
+                f'CamVid is missing: no folder {osp.join(CAMVID, sub)}. Link the prepared copy '
+                f'(ln -s ../../shared/data/camvid {CAMVID}) or convert the original release '
+                'with tools/prepare_camvid.py (docs/datasets.md).')
+
+
+def make_splits():
+    missing = [s for s in SPLITS
+               if not osp.exists(osp.join(DATA, 'splits', 'camvid', s, 'unlabeled.txt'))]
+    if missing:
+        _call([osp.join(REPO, 'tools', 'make_splits.py'), 'random', '--img-dir',
+               osp.join(CAMVID, 'images', 'train'), '--suffix', '.jpg', '--fraction', '1/16',
+               '1/8', '1/4', '--seed', '0', '--out-dir', osp.join(DATA, 'splits', 'camvid')])
+
+
+def split_stems(split):
+    d = osp.join(DATA, 'splits', 'camvid', split)
+    return tuple(open(osp.join(d, f'{w}.txt')).read().split() for w in ('labeled', 'unlabeled'))
+
+
+def make_annotator():
+    """The cross-sequence annotator's cache; returns the seconds it took (0 if it existed)."""
+    if osp.exists(osp.join(CACHE, 'cache_info.json')):
+        return 0.0
+    log('training the cross-sequence annotator (Seq05VD only) and caching its outputs')
+    start = time.perf_counter()
+    _call([osp.join(REPO, 'tools', 'train_camvid_annotator.py'), '--out', CACHE])
+    return time.perf_counter() - start
+
+
+def _call(cmd):
+    proc = subprocess.run([sys.executable] + cmd, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f'failed ({proc.returncode}): {" ".join(cmd)}')
+
+
+def _progress(iterable, desc):
+    from tqdm import tqdm
+    return tqdm(iterable, desc=desc, unit='img', dynamic_ncols=True, leave=False)
+
+
+def run_quality(work_root):
+    """Pseudo-label quality of every annotator on the 1/8 split; cached as JSON."""
+    import torch
+
+    import quality
+    from conformalsam_mmseg.annotators import SimulatedAnnotator
+    from conformalsam_mmseg.annotators.cache import AnnotatorCache
+    from conformalsam_mmseg.datasets.camvid import CamVidDataset
+    torch.set_num_threads(os.cpu_count() or 1)
+    classes = CamVidDataset.METAINFO['classes']
+    images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
+    labeled, unlabeled = split_stems(QUALITY_SPLIT)
+    sources = {'cross_sequence': lambda: quality.cache_source(
+        AnnotatorCache(CACHE, num_classes=len(classes), class_names=classes), images, labels,
+        len(classes))}
+    for gap in SIMULATED_GAPS:
+        sources[f'simulated_gap{gap:g}'] = (lambda g=gap: quality.simulated_source(
+            SimulatedAnnotator(gap=g, seed=0, background_index=None), images, labels, classes))
+    results = {}
+    for name, make in sources.items():
+        path = osp.join(work_root, f'quality_{QUALITY_SPLIT}_{name}.json')
+        if not osp.exists(path):
+            log(f'pseudo-label quality: {name} on the {len(unlabeled)} unlabeled images of '
+                f'split {QUALITY_SPLIT}')
+            start = time.perf_counter()
+            out = quality.evaluate(make(), labeled, unlabeled, classes, alphas=ALPHAS,
+                                   taus=TAUS, curve_alphas=CURVE_ALPHAS, progress=_progress)
+            out['seconds'] = time.perf_counter() - start
+            out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
+            _dump(out, path)
+        with open(path) as f:
+            results[name] = json.load(f)
+    return results
+
+
+def _dump(obj, path):
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def run_training(args, protocol):
+    rows = [r for r in ROWS if r.name in args.rows]
+    results, total = [], len(rows) * len(args.splits) * len(args.seeds)
+    # The 1/8 split first: the quality tables are on it, and it is the headline column.
+    splits = sorted(args.splits, key=lambda s: s != QUALITY_SPLIT)
+    n = 0
+    for seed in args.seeds:
+        for split in splits:
+            for row in rows:
+                n += 1
+                log(f'[{n}/{total}] {row.name}, split {split}, seed {seed}')
+                r = training.run_row(row, split, seed, protocol, args.work_dir, log=log)
+                log(f'    val mIoU {r["mIoU"]:.2f}, {r["wall_seconds"]:.0f} s')
+                results.append(r)
+    return results
+
+
+def cache_size(path):
+    files = [f for f in os.listdir(path) if f != 'cache_info.json']
+    size = sum(osp.getsize(osp.join(path, f)) for f in files)
+    return dict(bytes=size, entries=len(files))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    check_camvid()
+    make_splits()
+    annotator_seconds = make_annotator()
+    protocol = dict(iters=args.iters, lr=args.lr, labeled_batch=4, log_interval=10,
+                    annotator_cache=osp.relpath(CACHE, REPO))
+    quality_results = {} if args.skip_quality else run_quality(args.work_dir)
+    train_results = [] if args.skip_training else run_training(args, protocol)
+    summary = dict(protocol=protocol, seeds=args.seeds, splits=args.splits, rows=args.rows,
+                   quality_split=QUALITY_SPLIT, alphas=ALPHAS, taus=TAUS,
+                   simulated_gaps=SIMULATED_GAPS, cache=cache_size(CACHE),
+                   annotator_seconds=annotator_seconds,
+                   wall_seconds=time.perf_counter() - start,
+                   threads=os.cpu_count())
+    _dump(dict(summary=summary, quality=quality_results, training=train_results),
+          osp.join(args.work_dir, 'results.json'))
+    import report
+    path = report.write(args.work_dir, args.out, split_stems(QUALITY_SPLIT))
+    log(f'done in {summary["wall_seconds"] / 60:.1f} min: {path}')
+
+
+if __name__ == '__main__':
+    main()

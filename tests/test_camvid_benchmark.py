@@ -1,0 +1,122 @@
+"""The CamVid benchmark's measurements (benchmarks/camvid/): label quality, rows, scalars."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+sys.path.insert(0, osp.join(REPO, 'benchmarks', 'camvid'))
+import quality  # noqa: E402
+import training  # noqa: E402
+
+CLASSES = ('a', 'b', 'c')
+
+
+def _random_case(seed, n=4, h=12, w=10, k=3):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(3 * torch.randn(n, k, h, w, generator=g), dim=1)
+    gt = torch.randint(0, k, (n, h, w), generator=g)
+    gt[:, 0, :] = 255  # void pixels
+    return probs, gt
+
+
+def test_label_counts_by_definition():
+    labels = torch.tensor([[0, 0, 1, 255], [2, 1, 1, 0]])
+    gt = torch.tensor([[0, 1, 1, 2], [255, 1, 0, 0]])
+    counts = quality.LabelCounts(3)
+    counts.update(labels, gt)
+    m = counts.metrics(CLASSES)
+    assert m['kept_ratio'] == 7 / 8
+    # kept and labeled: (0,0) (0,1) (1,1) (1,1) (1,0) (0,0) -> 4 correct of 6
+    assert m['precision'] == pytest.approx(4 / 6)
+    # class a: tp 2, assigned 3, truth 3 -> 2/4; b: tp 2, assigned 3, truth 3 -> 2/4;
+    # c: truth 0 on kept pixels -> not averaged
+    assert m['mIoU'] == pytest.approx(0.5)
+    assert m['per_class_precision'] == {'a': pytest.approx(2 / 3), 'b': pytest.approx(2 / 3),
+                                        'c': pytest.approx(float('nan'), nan_ok=True)}
+
+
+def test_confidence_curve_matches_thresholding_each_tau():
+    probs, gt = _random_case(0)
+    curve = quality.ConfidenceCurve(bins=20)
+    for p, g in zip(probs, gt):
+        max_prob, argmax = p.max(0)
+        curve.update(max_prob, argmax, g)
+    pts = curve.points()
+    for i in (0, 7, 12):
+        tau = pts['tau'][i]
+        counts = quality.LabelCounts(3)
+        for p, g in zip(probs, gt):
+            max_prob, argmax = p.max(0)
+            counts.update(argmax.masked_fill(max_prob < tau, 255), g)
+        m = counts.metrics(CLASSES)
+        assert pts['kept_ratio'][i] == pytest.approx(m['kept_ratio'])
+        assert pts['precision'][i] == pytest.approx(m['precision'])
+
+
+def test_evaluate_calibrates_on_labeled_and_scores_the_unlabeled():
+    probs, gt = _random_case(1, n=6)
+    data = {f'img{i}': (probs[i], gt[i]) for i in range(6)}
+    out = quality.evaluate(data.__getitem__, ['img0', 'img1', 'img2'], ['img3', 'img4', 'img5'],
+                           CLASSES, alphas=(0.1, 0.3), taus=(0.5, ), curve_alphas=(0.2, ))
+    m = out['methods']
+    assert list(m) == ['raw', 'threshold 0.5', 'conformal pixel, alpha 0.1',
+                       'conformal pixel, alpha 0.3', 'conformal class, alpha 0.1',
+                       'conformal class, alpha 0.3']
+    assert m['raw']['kept_ratio'] == 1.0
+    # raw precision = accuracy of the argmax on the unlabeled, non-void pixels
+    u_probs, u_gt = probs[3:], gt[3:]
+    valid = u_gt != 255
+    assert m['raw']['precision'] == pytest.approx(
+        float((u_probs.argmax(1) == u_gt)[valid].float().mean()))
+    # pixel mode, no background class: keep the argmax exactly where max p >= 1 - q, q
+    # calibrated on the labeled images by the conformal quantile of 1 - p_y
+    from conformalsam_mmseg.conformal import conformal_quantile
+    s = 1 - probs[:3].gather(1, gt[:3].clamp(max=2).unsqueeze(1))[:, 0][gt[:3] != 255]
+    q = conformal_quantile(s.double(), 0.3)
+    assert out['thresholds']['conformal pixel, alpha 0.3'][0] == pytest.approx(float(q),
+                                                                                abs=1e-4)
+    max_prob, argmax = u_probs.max(1)
+    kept = max_prob >= 1 - q
+    assert m['conformal pixel, alpha 0.3']['kept_ratio'] == pytest.approx(
+        float(kept.float().mean()), abs=2e-3)
+    assert set(out['class_curve']) == {0.1, 0.2, 0.3}
+
+
+def test_every_row_trains_the_same_schedule_on_its_split():
+    protocol = dict(iters=50, lr=0.01, labeled_batch=4, log_interval=10,
+                    annotator_cache='data/annotator_cache/x')
+    seen = set()
+    for row in training.ROWS:
+        opts = training.row_options(row, '1-4', 3, protocol)
+        assert osp.exists(osp.join(training.CONFIGS, row.config))
+        assert opts['train_cfg.max_iters'] == 50 and opts['randomness.seed'] == 3
+        assert opts['optim_wrapper.optimizer.lr'] == 0.01
+        ann = [v for k, v in opts.items() if k.endswith('ann_file')]
+        assert ann and all(v.startswith('splits/camvid/1-4/') for v in ann)
+        if row.conformalsam:
+            assert opts['conformalsam.annotator_cache'] == 'data/annotator_cache/x'
+        seen.add((row.config, ) + tuple(sorted((k, str(v)) for k, v in opts.items())))
+    assert len(seen) == len(training.ROWS)  # no two rows are the same run
+    raw = training.row_options(training.ROWS[1], '1-4', 0, protocol)
+    assert raw['conformalsam.confidence_threshold'] == 0.0
+    assert raw['conformalsam.self_reliance_at'] is None
+
+
+def test_read_scalars_splits_time_by_stage(tmp_path):
+    run = tmp_path / '20260101_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    entries = [dict(iter=10, time=9.0, conformalsam_stage=1),  # start-up window, dropped
+               dict(iter=20, time=1.0, conformalsam_stage=1),
+               dict(iter=30, time=2.0, conformalsam_stage=1),
+               dict(iter=40, time=4.0, conformalsam_stage=2),
+               dict(conformal_kept_ratio=0.5, conformal_q_x=0.1, step=0),
+               dict(mIoU=40.0, time=0.1, step=40)]
+    (run / 'scalars.json').write_text('\n'.join(json.dumps(e) for e in entries))
+    out = training.read_scalars(str(tmp_path))
+    assert out['mIoU'] == 40.0
+    assert out['seconds_per_iter'] == dict(all=pytest.approx(7 / 3), stage1=1.5, stage2=4.0)
+    assert out['calibration'] == dict(conformal_kept_ratio=0.5, conformal_q_x=0.1)

@@ -46,7 +46,7 @@ def _header(s):
 
 Made by `benchmarks/camvid/run.py` (one command; see its docstring). Everything below is from one
 invocation on this machine: {s['threads']} CPU threads, no GPU. CamVid, 11 classes, from
-../shared/data/camvid; labeled splits {', '.join(s['splits'])} of train (367 images; seeded by
+../shared/data/camvid; labeled splits {', '.join(_frac(sp) for sp in s['splits'])} of train (367 images; seeded by
 `tools/make_splits.py random --seed 0`), the unlabeled images are the rest of train; evaluation on
 val (101 images of sequence 0016E5) at half resolution (240 x 180), mIoU in %.
 
@@ -60,6 +60,10 @@ the paper's pixel mode and foreground-first rule (CamVid has no background class
 keeps the most probable class of the set), Stage II (self-reliance) from 75% of the iterations.
 This is a CPU-sized schedule ({p['iters']} iterations): the numbers compare the rows with each
 other, they are not converged CamVid results."""
+
+
+def _frac(split):
+    return split.replace('-', '/')
 
 
 def _mean_std(values):
@@ -81,7 +85,7 @@ def _training_section(training, s):
     table = _by_row_split(training)
     splits = [sp for sp in s['splits'] if any(k[1] == sp for k in table)]
     lines = ['## Semi-supervised results (val mIoU, %)', '',
-             '| method | ' + ' | '.join(sp.replace('-', '/') for sp in splits) + ' |',
+             '| method | ' + ' | '.join(_frac(sp) for sp in splits) + ' |',
              '|---|' + '---|' * len(splits)]
     for row in ROWS:
         if any((row.name, sp) in table for sp in splits):
@@ -96,7 +100,7 @@ def _training_section(training, s):
     calib = [r for r in training if r.get('calibration') and r['row'] == 'conformal_pixel']
     if calib:
         lines += ['', 'Calibration on the labeled images (pixel mode, alpha 0.05): '
-                  + '; '.join(f"split {r['split'].replace('-', '/')}: q = "
+                  + '; '.join(f"split {_frac(r['split'])}: q = "
                               f"{r['calibration'].get('conformal_q/sky', float('nan')):.3f}, "
                               f"kept {100 * r['calibration']['conformal_kept_ratio']:.1f}%, "
                               f"held-out coverage "
@@ -130,7 +134,7 @@ def _per_class_table(q, methods):
 def _quality_section(quality, s):
     main = quality['cross_sequence']
     lines = [f"## Pseudo-label quality (unlabeled images of split "
-             f"{s['quality_split'].replace('-', '/')}: {main['unlabeled']} images, calibrated "
+             f"{_frac(s['quality_split'])}: {main['unlabeled']} images, calibrated "
              f"on its {main['labeled']} labeled images)", '',
              'Against the ground truth of the unlabeled images: kept = labeled (not rejected) '
              'pixels / all pixels; precision = correct / kept pixels with a ground-truth label; '
@@ -141,9 +145,13 @@ def _quality_section(quality, s):
     lines += ['', 'Per-class precision (%), by the class the labels assign:', '']
     lines += _per_class_table(main, ['raw', 'threshold 0.9', 'conformal pixel, alpha 0.2',
                                      'conformal class, alpha 0.2'])
-    lines += ['', 'Thresholds q of the conformal rows (per class in class mode): '] + [
-        f"- {n}: " + ', '.join(f'{v:.3f}' for v in sorted(set(q)))
-        for n, q in main['thresholds'].items() if not n.startswith('curve')]
+    classes = list(main['methods']['raw']['per_class_precision'])
+    lines += ['', 'Thresholds q (pixel mode: one for all classes; class mode: one per class):',
+              '', '| calibration | ' + ' | '.join(classes) + ' |',
+              '|---|' + '---|' * len(classes)]
+    lines += [f'| {n} | ' + ' | '.join(f'{v:.3f}' for v in q) + ' |'
+              for n, q in main['thresholds'].items()
+              if not n.startswith('curve') and ', alpha' in n]
     for name in quality:
         if name != 'cross_sequence':
             lines += ['', f'### {NAMES.get(name, name)}', ''] + _quality_table(quality[name])
@@ -175,7 +183,8 @@ def _cost_section(results, s):
             a, whole = spi(alone), spi(plus)
             if a is None or whole is None:
                 continue
-            label = 'Supervised / SelfReliance' if host == 'SelfReliance' else host
+            label = ('Supervised (labeled only) -> ConformalSAM alone' if host == 'SelfReliance'
+                     else host)
             lines.append(f'| {label} | {a:.3f} | {_f(spi(plus, "stage1"))} | '
                          f'{_f(spi(plus, "stage2"))} | {whole / a:.2f}x |')
         total = sum(r['wall_seconds'] for r in training)
@@ -184,12 +193,15 @@ def _cost_section(results, s):
     q = results['quality'].get('cross_sequence') if results['quality'] else None
     if q:
         lines += ['', f"Calibration on the {q['labeled']} labeled images of split "
-                  f"{s['quality_split'].replace('-', '/')} (read the cache, rebuild the dense "
+                  f"{_frac(s['quality_split'])} (read the cache, rebuild the dense "
                   f"probabilities, update {len([n for n in q['thresholds']])} histogram "
                   f"calibrators): {q['calibration_seconds']:.1f} s."]
     lines += ['', f"Annotator cache on disk: {cache['bytes'] / 2**20:.0f} MiB for "
               f"{cache['entries']} images ({cache['bytes'] / max(cache['entries'], 1) / 2**20:.2f}"
-              ' MiB per 480 x 360 image: top-3 classes and their uint8 probabilities, zlib).']
+              f" MiB per 480 x 360 image: top-{cache.get('topk')} classes and their uint8 "
+              f"probabilities, codec '{cache.get('codec')}').",
+              'Against this, the annotator costs nothing at training time: it runs once, before '
+              'training, and Stage I reads its cache.']
     if s.get('annotator_seconds'):
         lines.append(f"Training and caching the annotator took {s['annotator_seconds'] / 60:.1f} "
                      'min in this invocation.')
@@ -217,9 +229,12 @@ def plot_miou(training, splits, path):
                 else 0 for r in rows]
         ax.bar([i + (j - (len(splits) - 1) / 2) * width for i in range(len(rows))], means,
                width, yerr=errs, label=f'{sp.replace("-", "/")} labeled')
+        for i, m in enumerate(means):
+            ax.annotate(f'{m:.1f}', (i + (j - (len(splits) - 1) / 2) * width, m),
+                        ha='center', va='bottom', fontsize=6, xytext=(0, 1),
+                        textcoords='offset points')
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([r.label.replace(' (', '\n(').replace('+ ', '+\n', 1)
-                        if len(r.label) > 24 else r.label for r in rows], fontsize=7)
+    ax.set_xticklabels([r.short for r in rows], fontsize=8)
     ax.set_ylabel('val mIoU (%)')
     ax.set_title('CamVid, same network and schedule for every method')
     ax.grid(axis='y', alpha=0.3)
@@ -252,7 +267,7 @@ def plot_curves(quality, path):
             ax.plot([100 * v[0] for _, v in pts], [100 * v[1] for _, v in pts], 'o-',
                     color=colour, ms=4, lw=0.8, label=label)
             for a, v in pts:
-                if a in (0.05, 0.2, 0.5):
+                if a in ((0.2, ) if key == 'pixel_points' else (0.05, 0.5)):
                     ax.annotate(f'α={a:g}', (100 * v[0], 100 * v[1]), fontsize=7,
                                 color=colour, xytext=(3, 3), textcoords='offset points')
         raw = q['methods']['raw']

@@ -171,9 +171,12 @@ def run_training(args, protocol):
 
 
 def cache_size(path):
+    from conformalsam_mmseg.annotators.cache import read_manifest
     files = [f for f in os.listdir(path) if f != 'cache_info.json']
     size = sum(osp.getsize(osp.join(path, f)) for f in files)
-    return dict(bytes=size, entries=len(files))
+    manifest = read_manifest(path) or {}
+    return dict(bytes=size, entries=len(files), codec=manifest.get('codec'),
+                topk=manifest.get('topk'))
 
 
 def main(argv=None):

@@ -22,6 +22,7 @@ CONFIGS = osp.join(REPO, 'configs')
 class Row:
     name: str
     label: str
+    short: str                   # for plots
     config: str
     options: dict = field(default_factory=dict)
     host: str = 'none'           # the host method, for the cost table
@@ -34,28 +35,30 @@ def _stage_one(**csam):
 
 SUPERVISED = 'supervised/deeplabv3plus_effl0_camvid-1-8.py'
 CONFORMALSAM = 'conformalsam_camvid.py'
+UNIMATCH = 'unimatch/unimatch_deeplabv3plus_effl0_camvid-1-8.py'
+ALLSPARK = 'allspark/allspark_deeplabv3plus_effl0_camvid-1-8.py'
 ROWS = (
-    Row('supervised', 'Supervised only (labeled images)', SUPERVISED),
-    Row('raw', '+ raw annotator labels', CONFORMALSAM,
+    Row('supervised', 'Supervised only (labeled images)', 'supervised', SUPERVISED),
+    Row('raw', '+ raw annotator labels', '+ raw', CONFORMALSAM,
         _stage_one(filter='confidence', confidence_threshold=0.0), conformalsam=True),
-    Row('threshold_0.5', '+ annotator labels with confidence >= 0.5', CONFORMALSAM,
-        _stage_one(filter='confidence', confidence_threshold=0.5), conformalsam=True),
-    Row('threshold_0.9', '+ annotator labels with confidence >= 0.9', CONFORMALSAM,
-        _stage_one(filter='confidence', confidence_threshold=0.9), conformalsam=True),
-    Row('conformal_pixel', '+ conformal filtering, pixel mode (Stage I only)', CONFORMALSAM,
-        _stage_one(mode='pixel'), conformalsam=True),
-    Row('conformal_class', '+ conformal filtering, class mode (Stage I only)', CONFORMALSAM,
-        _stage_one(mode='class'), conformalsam=True),
-    Row('conformalsam', 'ConformalSAM (Stage I + II)', CONFORMALSAM, host='SelfReliance',
+    Row('threshold_0.5', '+ annotator labels with confidence >= 0.5', '+ t>=0.5',
+        CONFORMALSAM, _stage_one(filter='confidence', confidence_threshold=0.5),
         conformalsam=True),
-    Row('unimatch', 'UniMatch', 'unimatch/unimatch_deeplabv3plus_effl0_camvid-1-8.py',
-        host='UniMatch'),
-    Row('unimatch_conformalsam', 'UniMatch + ConformalSAM', 'unimatch_conformalsam_camvid.py',
-        host='UniMatch', conformalsam=True),
-    Row('allspark', 'AllSpark', 'allspark/allspark_deeplabv3plus_effl0_camvid-1-8.py',
-        host='AllSpark'),
-    Row('allspark_conformalsam', 'AllSpark + ConformalSAM', 'allspark_conformalsam_camvid.py',
-        host='AllSpark', conformalsam=True),
+    Row('threshold_0.9', '+ annotator labels with confidence >= 0.9', '+ t>=0.9',
+        CONFORMALSAM, _stage_one(filter='confidence', confidence_threshold=0.9),
+        conformalsam=True),
+    Row('conformal_pixel', '+ conformal filtering, pixel mode (Stage I only)',
+        '+ conformal\npixel', CONFORMALSAM, _stage_one(mode='pixel'), conformalsam=True),
+    Row('conformal_class', '+ conformal filtering, class mode (Stage I only)',
+        '+ conformal\nclass', CONFORMALSAM, _stage_one(mode='class'), conformalsam=True),
+    Row('conformalsam', 'ConformalSAM (Stage I + II)', 'ConformalSAM', CONFORMALSAM,
+        host='SelfReliance', conformalsam=True),
+    Row('unimatch', 'UniMatch', 'UniMatch', UNIMATCH, host='UniMatch'),
+    Row('unimatch_conformalsam', 'UniMatch + ConformalSAM', 'UniMatch\n+ CSAM',
+        'unimatch_conformalsam_camvid.py', host='UniMatch', conformalsam=True),
+    Row('allspark', 'AllSpark', 'AllSpark', ALLSPARK, host='AllSpark'),
+    Row('allspark_conformalsam', 'AllSpark + ConformalSAM', 'AllSpark\n+ CSAM',
+        'allspark_conformalsam_camvid.py', host='AllSpark', conformalsam=True),
 )
 ROW_NAMES = tuple(r.name for r in ROWS)
 

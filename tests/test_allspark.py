@@ -331,3 +331,34 @@ def test_allspark_is_registered_and_b5_config_builds_the_authors_model():
     assert net.backbone.embed_dims * 8 == net.neck.in_channels == 512
     assert net.decode_head.channels == 768 and net.neck.num_heads == 2
     assert cfg.model.data_preprocessor.type == 'MultiBranchDataPreprocessor'
+
+
+def test_the_cnn_variant_sizes_its_memory_from_the_feature_it_sees():
+    """AllSpark on DeepLabV3+ EfficientNet-Lite0 (the CamVid network of every other method):
+    feature_size gives the memory length; a training step and a prediction run at crop 160."""
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs', 'allspark', 'allspark_deeplabv3plus_effl0_camvid-1-8.py')).model
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    assert model.allspark.semantic_memory.queue.shape == (11, 320, 100)  # C, 10 x 10
+    crop = 160
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randn(4, 3, crop, crop, generator=g)
+    feats = model.student.backbone(imgs)
+    assert tuple(feats[-1].shape[-2:]) == (10, 10)   # the size feature_size promises
+    gt = torch.randint(0, 11, (2, crop, crop), generator=g)
+    losses = model.train().loss(
+        dict(sup=imgs[:2], unsup_weak=imgs[2:]),
+        dict(sup=samples(gt), unsup_weak=samples(torch.zeros(2, crop, crop))))
+    assert all(torch.isfinite(losses[k]) for k in ('sup_loss_x', 'unsup_loss_u'))
+    with torch.no_grad():
+        out = model.eval().predict(imgs[:1], samples(torch.zeros(1, crop, crop)))
+    assert out[0].pred_sem_seg.data.shape == (1, crop, crop)
+
+
+def test_feature_size_overrides_the_mit_arithmetic():
+    from conformalsam_mmseg.models.allspark import AllSparkNeck
+    neck = AllSparkNeck(in_channels=8, num_classes=2, crop_size=160, feature_size=(3, 4))
+    assert neck.allspark.semantic_memory.queue.shape == (2, 8, 12)
+    assert AllSparkNeck(in_channels=8, num_classes=2, crop_size=160).allspark.semantic_memory \
+        .queue.shape == (2, 8, 25)                    # MiT: 160 -> 5 x 5

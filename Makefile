@@ -1,7 +1,7 @@
 # The two entry points of the README. Each installs what is missing, then runs.
 PYTHON := .venv/bin/python
 
-.PHONY: demo test env
+.PHONY: demo test env camvid-benchmark
 
 env:
 	@bash tools/setup_env.sh
@@ -11,3 +11,7 @@ demo: env
 
 test: env
 	$(PYTHON) -m pytest -q tests
+
+# The CamVid evidence (docs/results/camvid.md); needs data/camvid (a link to ../shared/data/camvid).
+camvid-benchmark: env
+	$(PYTHON) benchmarks/camvid/run.py

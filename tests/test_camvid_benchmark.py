@@ -120,3 +120,23 @@ def test_read_scalars_splits_time_by_stage(tmp_path):
     assert out['mIoU'] == 40.0
     assert out['seconds_per_iter'] == dict(all=pytest.approx(7 / 3), stage1=1.5, stage2=4.0)
     assert out['calibration'] == dict(conformal_kept_ratio=0.5, conformal_q_x=0.1)
+
+
+def test_missing_camvid_names_the_fix(tmp_path, monkeypatch):
+    import run
+    monkeypatch.setattr(run, 'CAMVID', str(tmp_path / 'data' / 'camvid'))
+    monkeypatch.setattr(run, 'SHARED_CAMVID', str(tmp_path / 'nowhere'))
+    with pytest.raises(FileNotFoundError, match='tools/prepare_camvid.py'):
+        run.check_camvid()
+
+
+def test_shared_camvid_is_linked_when_present(tmp_path, monkeypatch):
+    import run
+    shared = tmp_path / 'shared' / 'camvid'
+    for sub in ('images/train', 'labels/train', 'images/val', 'labels/val'):
+        (shared / sub).mkdir(parents=True)
+    monkeypatch.setattr(run, 'DATA', str(tmp_path / 'repo' / 'data'))
+    monkeypatch.setattr(run, 'CAMVID', str(tmp_path / 'repo' / 'data' / 'camvid'))
+    monkeypatch.setattr(run, 'SHARED_CAMVID', str(shared))
+    run.check_camvid()
+    assert osp.islink(run.CAMVID) and osp.samefile(run.CAMVID, shared)

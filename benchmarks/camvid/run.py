@@ -5,7 +5,8 @@
 
 What it does, each step skipped when its output exists (so an interrupted run resumes):
 
-1. data: CamVid at data/camvid (a link to ../shared/data/camvid or tools/prepare_camvid.py),
+1. data: CamVid at data/camvid (linked to ../shared/data/camvid when that exists, else made by
+   tools/prepare_camvid.py),
    the seeded labeled splits 1/16, 1/8, 1/4 of train (tools/make_splits.py, split seed 0; the
    unlabeled images are the rest of train), the cross-sequence annotator's cache
    (tools/train_camvid_annotator.py: trained on Seq05VD only, its outputs on CamVid train);
@@ -66,7 +67,14 @@ def log(msg):
     print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
 
+SHARED_CAMVID = osp.join(osp.dirname(REPO), 'shared', 'data', 'camvid')
+
+
 def check_camvid():
+    if not osp.lexists(CAMVID) and osp.isdir(SHARED_CAMVID):
+        os.makedirs(DATA, exist_ok=True)
+        os.symlink(osp.relpath(SHARED_CAMVID, DATA), CAMVID)
+        log(f'linked {CAMVID} -> {SHARED_CAMVID}')
     for sub in ('images/train', 'labels/train', 'images/val', 'labels/val'):
         if not osp.isdir(osp.join(CAMVID, sub)):
             raise FileNotFoundError(

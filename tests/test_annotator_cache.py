@@ -240,9 +240,12 @@ def test_k1_entries_and_mmcv_pad_mistake(tmp_path):
     load = TRANSFORMS.build(dict(type='LoadAnnotatorOutput', cache_dir=str(tmp_path),
                                  num_classes=K))
     results = load(_results(ids))
-    assert results['annotator_topk_index'].shape == (30, 40)  # k = 1: a 2-D field
+    # one field: channel 0 the class, channel 1 its probability (k = 1 keeps a channel axis)
+    assert results['annotator_topk_map'].shape == (30, 40, 2)
+    assert np.array_equal(results['annotator_topk_map'][..., 0], ids)
+    assert (results['annotator_topk_map'][..., 1] == 255).all()
     results = TRANSFORMS.build(dict(type='Resize', scale=(80, 60), keep_ratio=True))(results)
-    assert results['annotator_topk_index'].shape == (60, 80)
+    assert results['annotator_topk_map'].shape == (60, 80, 2)
     # mmcv's Pad does not pad seg fields other than gt_seg_map: packing says what to use
     padded = TRANSFORMS.build(dict(type='Pad', size=(96, 96)))(dict(results))
     with pytest.raises(ValueError, match='PadSegFields'):
@@ -267,3 +270,21 @@ def test_loading_checks_size_and_placement(tmp_path, structured_cache):
                                     num_classes=K))
     with pytest.raises(CacheEntryError, match='/data/images/frame_001.png'):
         missing(_results(ids))
+
+
+def test_pad_seg_fields_copies_nothing_already_at_the_size():
+    pad = TRANSFORMS.build(dict(type='PadSegFields', size=(8, 6), pad_val=dict(img=0, seg=255)))
+    img = np.ones((6, 8, 3), np.uint8)
+    field = np.zeros((6, 8, 4), np.uint8)
+    gt = np.zeros((6, 8), np.uint8)
+    out = pad(dict(img=img, gt_seg_map=gt, annotator_topk_map=field,
+                   seg_fields=['gt_seg_map', 'annotator_topk_map']))
+    assert out['img'] is img and out['gt_seg_map'] is gt and out['annotator_topk_map'] is field
+    assert out['pad_shape'] == (6, 8, 3) and out['img_shape'] == (6, 8)
+    small = pad(dict(img=img[:4], gt_seg_map=gt[:4], annotator_topk_map=field[:4, :5],
+                     seg_fields=['gt_seg_map', 'annotator_topk_map']))
+    assert small['img'].shape == (6, 8, 3) and (small['img'][4:] == 0).all()
+    assert small['annotator_topk_map'].shape == (6, 8, 4)
+    assert (small['annotator_topk_map'][4:] == 255).all()
+    assert (small['annotator_topk_map'][:, 5:] == 255).all()
+    assert (small['annotator_topk_map'][:4, :5] == 0).all()

@@ -8,13 +8,15 @@ A pipeline for unlabeled images (the "dummy label" is a 0-filled map, 255 after 
     dict(type='PadSegFields', size=crop_size, pad_val=dict(img=0, seg=255)),
     dict(type='PackAnnotatorOutput'),      # PackSegInputs + the annotator fields
 
-``LoadAnnotatorOutput`` adds two (H, W, k) uint8 arrays (k = 1: (H, W)) to ``results`` and
-to ``results['seg_fields']``: ``annotator_topk_index`` (class of rank j) and
-``annotator_topk_prob`` (its probability, quantised: p = v / 255). mmseg's ``Resize`` (hence
-``RandomRescale``), ``RandomCrop`` and ``RandomFlip`` transform every seg field with the
-image (nearest interpolation for resizing, so quantised probabilities are never blended).
-mmcv's ``Pad`` pads only ``gt_seg_map``: use ``PadSegFields`` (the same transform, padding every
-seg field) so that padded pixels get index 255 (and prob 255) in the annotator fields too;
+``LoadAnnotatorOutput`` adds ONE (H, W, 2k) uint8 array to ``results`` and to
+``results['seg_fields']``, ``annotator_topk_map``: channels 0..k-1 hold the class of rank j,
+channels k..2k-1 its probability, quantised (p = v / 255). One field instead of two halves the
+per-field work of every geometric transform. mmseg's ``Resize`` (hence ``RandomRescale``),
+``RandomCrop`` and ``RandomFlip`` transform every seg field with the image (nearest
+interpolation for resizing, so quantised probabilities are never blended, and classes and
+probabilities move together). mmcv's ``Pad`` pads only ``gt_seg_map``: use ``PadSegFields``
+(the same transform, padding every seg field, and copying nothing that is already at the
+size) so that padded pixels get index 255 (and prob 255) in the annotator field too;
 ``SEEMPseudoLabelHead`` rejects them. ``SegDataPreProcessor`` pads only ``gt_sem_seg``, so
 the pipeline itself must pad to the crop size.
 
@@ -36,6 +38,8 @@ from ...annotators.cache import AnnotatorCache
 
 INDEX_KEY = 'annotator_topk_index'
 PROB_KEY = 'annotator_topk_prob'
+MAP_KEY = 'annotator_topk_map'   # the (H, W, 2k) seg field between loading and packing
+MAX_CHANNELS = 128               # cv2's channel limit for merge / split (OpenCV 5)
 
 
 @TRANSFORMS.register_module()
@@ -71,12 +75,10 @@ class LoadAnnotatorOutput(BaseTransform):
                 'transform that resizes, crops or pads, so that one transform moves both')
         img_path = results.get('img_path')
         entry = self.cache.load(image_stem(img_path), height=h, width=w, img_path=img_path)
-        results[INDEX_KEY] = _hwk(entry.index)
-        results[PROB_KEY] = _hwk(entry.prob)
+        results[MAP_KEY] = _hwc(list(entry.index) + list(entry.prob))
         seg_fields = results.setdefault('seg_fields', [])
-        for key in (INDEX_KEY, PROB_KEY):
-            if key not in seg_fields:
-                seg_fields.append(key)
+        if MAP_KEY not in seg_fields:
+            seg_fields.append(MAP_KEY)
         results['annotator_topk'] = entry.meta['topk']
         return results
 
@@ -86,21 +88,17 @@ class LoadAnnotatorOutput(BaseTransform):
                 f', annotator={c.annotator!r}, topk={c.topk})')
 
 
-def _hwk(planes):
-    """(k, H, W) -> contiguous (H, W, k); (H, W) for k = 1, since cv2 drops a trailing axis
-    of size 1 when resizing. cv2.merge interleaves ~20x faster than a numpy transpose."""
-    if planes.shape[0] == 1:
-        return planes[0]
-    if planes.shape[0] <= 128:  # OpenCV 5's channel limit
-        return cv2.merge(list(planes))
-    return np.ascontiguousarray(planes.transpose(1, 2, 0))
+def _hwc(planes):
+    """2k (H, W) planes -> contiguous (H, W, 2k) (2k >= 2, so cv2 keeps the channel axis when
+    resizing). cv2.merge interleaves ~20x faster than a numpy transpose."""
+    if len(planes) <= MAX_CHANNELS:
+        return cv2.merge(planes)
+    return np.ascontiguousarray(np.stack(planes, axis=2))
 
 
-def _khw(arr):
-    """(H, W, k) or (H, W) -> contiguous (k, H, W)."""
-    if arr.ndim == 2:
-        return arr[None]
-    if arr.shape[2] <= 128:
+def _chw(arr):
+    """(H, W, c) -> contiguous (c, H, W)."""
+    if arr.shape[2] <= MAX_CHANNELS:
         return np.stack(cv2.split(np.ascontiguousarray(arr)))
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
@@ -110,8 +108,31 @@ class PadSegFields(Pad):
     """mmcv's ``Pad`` that pads every seg field (mmcv's pads only ``gt_seg_map``).
 
     Same arguments as ``Pad``; seg fields, (H, W) or (H, W, k), are padded at the bottom and
-    right with ``pad_val['seg']`` (default 255), or with ``padding_mode``.
+    right with ``pad_val['seg']`` (default 255), or with ``padding_mode``. An image or field
+    already at the padded size is kept as it is (no copy).
     """
+
+    def _pad_img(self, results):
+        size = self._target_size(results['img'])
+        img = results['img']
+        if size is None or tuple(size) != img.shape[:2]:
+            return super()._pad_img(results)
+        results['pad_shape'] = img.shape
+        results['pad_fixed_size'] = self.size
+        results['pad_size_divisor'] = self.size_divisor
+        results['img_shape'] = img.shape[:2]
+
+    def _target_size(self, img):
+        """(h, w) that ``Pad._pad_img`` pads ``img`` to."""
+        h, w = img.shape[:2]
+        if self.pad_to_square:
+            h = w = max(h, w)
+        if self.size_divisor is not None:
+            d = self.size_divisor
+            return int(np.ceil(h / d)) * d, int(np.ceil(w / d)) * d
+        if self.size is not None:
+            return tuple(self.size[::-1])
+        return None
 
     def _pad_seg(self, results):
         pad_val = self.pad_val.get('seg', 255)
@@ -127,6 +148,8 @@ class PadSegFields(Pad):
             if h > height or w > width:
                 raise ValueError(f'PadSegFields: {key} is {h} x {w}, larger than the padded '
                                  f'image {height} x {width}')
+            if (h, w) == (height, width):
+                continue
             pad = ((0, height - h), (0, width - w)) + ((0, 0), ) * (seg.ndim - 2)
             if self.padding_mode == 'constant':
                 results[key] = np.pad(seg, pad, mode='constant', constant_values=pad_val)
@@ -148,18 +171,19 @@ class PackAnnotatorOutput(PackSegInputs):
         packed = super().transform(results)
         sample = packed['data_samples']
         h, w = results['img'].shape[:2]
-        for key in (INDEX_KEY, PROB_KEY):
-            if key not in results:
-                raise KeyError(f'PackAnnotatorOutput: no {key} in the results; add '
-                               'LoadAnnotatorOutput to the pipeline (after LoadImageFromFile)')
-            arr = results[key]
-            if arr.shape[:2] != (h, w):
-                raise ValueError(
-                    f'PackAnnotatorOutput: {key} is {arr.shape[0]} x {arr.shape[1]} but the '
-                    f'image is {h} x {w}. A transform moved the image without it: pad with '
-                    'PadSegFields (mmcv\'s Pad pads only gt_seg_map) and use mmseg\'s Resize, '
-                    'RandomCrop and RandomFlip, which transform every seg field')
-            data = torch.from_numpy(np.ascontiguousarray(_khw(arr)))
-            sample.set_data({key: PixelData(data=data)})
-        sample.set_metainfo(dict(annotator_topk=int(results['annotator_topk'])))
+        if MAP_KEY not in results:
+            raise KeyError(f'PackAnnotatorOutput: no {MAP_KEY} in the results; add '
+                           'LoadAnnotatorOutput to the pipeline (after LoadImageFromFile)')
+        arr = results[MAP_KEY]
+        if arr.shape[:2] != (h, w):
+            raise ValueError(
+                f'PackAnnotatorOutput: {MAP_KEY} is {arr.shape[0]} x {arr.shape[1]} but the '
+                f'image is {h} x {w}. A transform moved the image without it: pad with '
+                'PadSegFields (mmcv\'s Pad pads only gt_seg_map) and use mmseg\'s Resize, '
+                'RandomCrop and RandomFlip, which transform every seg field')
+        k = int(results['annotator_topk'])
+        planes = torch.from_numpy(_chw(arr))
+        sample.set_data({INDEX_KEY: PixelData(data=planes[:k]),
+                         PROB_KEY: PixelData(data=planes[k:])})
+        sample.set_metainfo(dict(annotator_topk=k))
         return packed

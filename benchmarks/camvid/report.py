@@ -91,6 +91,17 @@ def _training_section(training, s):
         if any((row.name, sp) in table for sp in splits):
             lines.append(f'| {row.label} | ' + ' | '.join(
                 _mean_std(table.get((row.name, sp), [])) for sp in splits) + ' |')
+    base = [statistics.mean(table[('supervised', sp)]) for sp in splits
+            if ('supervised', sp) in table]
+    if len(base) == len(splits):
+        lines += ['', 'Change against "Supervised only", in mIoU points (mean over the splits):',
+                  '', '| method | ' + ' | '.join(_frac(sp) for sp in splits) + ' | mean |',
+                  '|---|' + '---|' * (len(splits) + 1)]
+        for row in ROWS[1:]:
+            if all((row.name, sp) in table for sp in splits):
+                d = [statistics.mean(table[(row.name, sp)]) - b for sp, b in zip(splits, base)]
+                lines.append(f'| {row.label} | ' + ' | '.join(f'{x:+.1f}' for x in d)
+                             + f' | {statistics.mean(d):+.1f} |')
     n = max(len(v) for v in table.values())
     lines += ['', f'{"Mean ± std over " + str(n) + " seeds." if n > 1 else "One seed."} '
               'Rows 2-6 train on the labeled images plus the annotator\'s labels of the '

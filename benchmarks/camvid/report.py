@@ -199,8 +199,13 @@ def _cost_section(results, s):
             lines.append(f'| {label} | {a:.3f} | {_f(spi(plus, "stage1"))} | '
                          f'{_f(spi(plus, "stage2"))} | {whole / a:.2f}x |')
         total = sum(r['wall_seconds'] for r in training)
+        quality = sum(q.get('seconds', 0) for q in (results['quality'] or {}).values())
         lines += ['', f'Training runs: {len(training)}, {total / 60:.1f} min of wall time in all '
-                  '(start-up and evaluation included).']
+                  '(start-up and evaluation included); pseudo-label quality '
+                  f'{quality / 60:.1f} min; the benchmark for one seed: '
+                  f'{(total + quality) / 60:.0f} min, plus the annotator when it has to be '
+                  'made first (tools/train_camvid_annotator.py, 13.5 min here, '
+                  '[annotators.md](../annotators.md)).']
     q = results['quality'].get('cross_sequence') if results['quality'] else None
     if q:
         lines += ['', f"Calibration on the {q['labeled']} labeled images of split "
@@ -249,7 +254,8 @@ def plot_miou(training, splits, path):
     ax.set_ylabel('val mIoU (%)')
     ax.set_title('CamVid, same network and schedule for every method')
     ax.grid(axis='y', alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.18 * max(max(v) for v in table.values()))
+    ax.legend(fontsize=8, ncol=len(splits), loc='upper center')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -200,24 +200,26 @@ def read_entry(path):
 
     Raises ``ValueError`` for a file that is not a (complete) version-1 cache file.
     """
+    # one read into a bytearray: the planes of an uncompressed entry are a writable view of it
+    # (torch warns on read-only arrays), with no further copy
     with open(path, 'rb') as f:
-        data = f.read()
-    meta, start = _parse_header(data[:12], None, path, data)
-    payload = data[start:]
+        data = bytearray(os.fstat(f.fileno()).st_size)
+        del data[f.readinto(data):]  # in place: a file that shrank meanwhile reads short
+    meta, start = _parse_header(bytes(data[:12]), None, path, data)
+    payload = memoryview(data)[start:]
     if len(payload) != meta['payload_bytes']:
         raise ValueError(f'{path}: truncated ({len(payload)} of {meta["payload_bytes"]} '
                          'payload bytes)')
     if meta['codec'] == 'zlib':
         try:
-            payload = zlib.decompress(payload)
+            data, start = bytearray(zlib.decompress(payload)), 0
         except zlib.error as e:
             raise ValueError(f'{path}: corrupt payload ({e})') from None
     k, h, w = meta['topk'], meta['height'], meta['width']
-    if len(payload) != 2 * k * h * w:
-        raise ValueError(f'{path}: payload of {len(payload)} bytes, expected 2 x {k} x {h} x '
-                         f'{w}')
-    # bytearray: writable arrays (torch warns on read-only ones), at the cost of one copy
-    planes = np.frombuffer(bytearray(payload), np.uint8).reshape(2 * k, h, w)
+    if len(data) - start != 2 * k * h * w:
+        raise ValueError(f'{path}: payload of {len(data) - start} bytes, expected 2 x {k} x '
+                         f'{h} x {w}')
+    planes = np.frombuffer(data, np.uint8, offset=start).reshape(2 * k, h, w)
     return CacheEntry(planes[:k], planes[k:], meta)
 
 

@@ -44,8 +44,8 @@ def _header(s):
     p = s['protocol']
     return f"""# CamVid: semi-supervised results, pseudo-label quality, cost
 
-Made by `benchmarks/camvid/run.py` (one command; see its docstring). Everything below is from one
-invocation on this machine: {s['threads']} CPU threads, no GPU. CamVid, 11 classes, from
+Made by `benchmarks/camvid/run.py` (one command; see its docstring; a rerun reuses finished
+rows). Every number below comes from the same machine: {s['threads']} CPU threads, no GPU. CamVid, 11 classes, from
 ../shared/data/camvid; labeled splits {', '.join(_frac(sp) for sp in s['splits'])} of train (367 images; seeded by
 `tools/make_splits.py random --seed 0`), the unlabeled images are the rest of train; evaluation on
 val (101 images of sequence 0016E5) at half resolution (240 x 180), mIoU in %.

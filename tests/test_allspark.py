@@ -362,3 +362,5 @@ def test_feature_size_overrides_the_mit_arithmetic():
     assert neck.allspark.semantic_memory.queue.shape == (2, 8, 12)
     assert AllSparkNeck(in_channels=8, num_classes=2, crop_size=160).allspark.semantic_memory \
         .queue.shape == (2, 8, 25)                    # MiT: 160 -> 5 x 5
+    with pytest.raises(ValueError, match='feature_size must be the'):
+        AllSparkNeck(in_channels=8, num_classes=2, crop_size=160, feature_size=(10, ))

@@ -18,12 +18,16 @@ On a data set without a background class the pixel-mode filter keeps the argmax 
 max p >= 1 - q: it is a confidence threshold whose tau the calibration chooses. The curves
 therefore show the threshold family (every tau) with the conformal points on or off it.
 """
+import os.path as osp
 import time
 
+import cv2
 import numpy as np
 import torch
 
-from conformalsam_mmseg.conformal import ConformalCalibrator, filter_pseudo_labels
+from conformalsam_mmseg.annotators.cache import topk_to_dense
+from conformalsam_mmseg.conformal import (ConformalCalibrator, filter_pseudo_labels,
+                                          get_score)
 
 IGNORE = 255
 CURVE_BINS = 1000  # resolution of the confidence-threshold curve
@@ -122,11 +126,14 @@ def evaluate(source, labeled, unlabeled, class_names, *, alphas=(0.05, 0.1, 0.2)
     calibrated = conformal + curve_extra
     calibrators = [ConformalCalibrator(k, alpha=m['alpha'], mode=m['mode'], check_probs=False)
                    for m in calibrated]
+    lac = get_score('lac')
     start = time.perf_counter()
     for stem in progress(labeled, 'calibrating on labeled images'):
         probs, gt = source(stem)
+        # the true-class scores once, for every calibrator (void pixels: any class, ignored)
+        scores = lac.true_class(probs.unsqueeze(0), gt.clamp(max=k - 1).unsqueeze(0))
         for cal in calibrators:
-            cal.update(probs.unsqueeze(0), gt.unsqueeze(0))
+            cal.update(scores, gt.unsqueeze(0), is_scores=True)
     q = {m['name']: cal.thresholds() for m, cal in zip(calibrated, calibrators)}
     calibration_seconds = time.perf_counter() - start
 
@@ -163,32 +170,31 @@ def _labels(method, probs, argmax, max_prob, q):
                                 background_index=None, dtype=torch.long)[0]
 
 
+def read_gt(label_dir, stem):
+    """The (H, W) int64 ground truth of image ``stem`` (255 = void)."""
+    path = osp.join(label_dir, stem + '.png')
+    gt = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if gt is None:
+        raise FileNotFoundError(f'no ground truth {path}')
+    return torch.from_numpy(gt.astype(np.int64))
+
+
 def cache_source(cache, image_dir, label_dir, num_classes):
     """``source`` reading the annotator cache and the ground truth of CamVid train images."""
-    import cv2
-    from conformalsam_mmseg.annotators.cache import topk_to_dense
-    import os.path as osp
-
     def source(stem):
-        gt = cv2.imread(osp.join(label_dir, stem + '.png'), cv2.IMREAD_UNCHANGED)
-        if gt is None:
-            raise FileNotFoundError(f'no ground truth {osp.join(label_dir, stem + ".png")}')
+        gt = read_gt(label_dir, stem)
         h, w = gt.shape
         entry = cache.load(stem, height=h, width=w, img_path=osp.join(image_dir, stem))
-        probs = topk_to_dense(entry.index, entry.prob, num_classes)
-        return probs, torch.from_numpy(gt.astype(np.int64))
+        return topk_to_dense(entry.index, entry.prob, num_classes), gt
     return source
 
 
 def simulated_source(annotator, image_dir, label_dir, class_names, img_suffix='.jpg'):
     """``source`` running a ``SimulatedAnnotator`` on the ground truth of each image."""
-    import cv2
-    import os.path as osp
-
     def source(stem):
+        gt = read_gt(label_dir, stem)
         img = cv2.imread(osp.join(image_dir, stem + img_suffix))
-        gt = cv2.imread(osp.join(label_dir, stem + '.png'), cv2.IMREAD_UNCHANGED)
-        probs = annotator.annotate(img, class_names, img_path=stem, gt_seg_map=gt)
-        return (torch.as_tensor(np.ascontiguousarray(probs), dtype=torch.float32),
-                torch.from_numpy(gt.astype(np.int64)))
+        probs = annotator.annotate(img, class_names, img_path=stem,
+                                   gt_seg_map=gt.numpy().astype(np.uint8))
+        return torch.as_tensor(probs, dtype=torch.float32), gt
     return source

@@ -310,25 +310,26 @@ def plot_examples(q, stems, path, num=2, alpha=0.2, mode='pixel'):
     sys.path.insert(0, osp.join(REPO, 'tools'))
     from visualize_pseudo_labels import grid
 
-    from conformalsam_mmseg.annotators.cache import AnnotatorCache, topk_to_dense
+    from conformalsam_mmseg.annotators.cache import AnnotatorCache
     from conformalsam_mmseg.conformal import filter_pseudo_labels
     from conformalsam_mmseg.datasets.camvid import CamVidDataset
+    from quality import cache_source
     meta = CamVidDataset.METAINFO
     classes, palette = meta['classes'], meta['palette']
     name = f'conformal {mode}, alpha {alpha:g}'
     thresholds = torch.tensor(q['thresholds'][name], dtype=torch.float64)
-    cache = AnnotatorCache(osp.join(REPO, 'data', 'annotator_cache', 'camvid_cross_sequence'),
-                           num_classes=len(classes), class_names=classes)
+    images = osp.join(REPO, 'data', 'camvid', 'images', 'train')
+    source = cache_source(
+        AnnotatorCache(osp.join(REPO, 'data', 'annotator_cache', 'camvid_cross_sequence'),
+                       num_classes=len(classes), class_names=classes),
+        images, osp.join(REPO, 'data', 'camvid', 'labels', 'train'), len(classes))
     panels = []
     for stem in stems[1][:: max(1, len(stems[1]) // num)][:num]:
-        img = cv2.imread(osp.join(REPO, 'data', 'camvid', 'images', 'train', stem + '.jpg'))
-        gt = cv2.imread(osp.join(REPO, 'data', 'camvid', 'labels', 'train', stem + '.png'),
-                        cv2.IMREAD_UNCHANGED)
-        entry = cache.load(stem, height=gt.shape[0], width=gt.shape[1])
-        probs = topk_to_dense(entry.index, entry.prob, len(classes))
+        probs, gt = source(stem)
         filtered = filter_pseudo_labels(probs.unsqueeze(0), thresholds, background_index=None,
                                         dtype=torch.long)[0].numpy()
-        panels.append(grid(img, probs.argmax(0).numpy(), filtered, gt, palette, classes,
+        panels.append(grid(cv2.imread(osp.join(images, stem + '.jpg')),
+                           probs.argmax(0).numpy(), filtered, gt.numpy(), palette, classes,
                            scale=0.5, caption=f'{stem}: {name} (q = {thresholds[0]:.3f}); '
                            'hatched = rejected'))
     width = max(p.shape[1] for p in panels)

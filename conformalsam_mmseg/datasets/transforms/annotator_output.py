@@ -113,26 +113,14 @@ class PadSegFields(Pad):
     """
 
     def _pad_img(self, results):
-        size = self._target_size(results['img'])
         img = results['img']
-        if size is None or tuple(size) != img.shape[:2]:
-            return super()._pad_img(results)
-        results['pad_shape'] = img.shape
-        results['pad_fixed_size'] = self.size
-        results['pad_size_divisor'] = self.size_divisor
-        results['img_shape'] = img.shape[:2]
-
-    def _target_size(self, img):
-        """(h, w) that ``Pad._pad_img`` pads ``img`` to."""
-        h, w = img.shape[:2]
-        if self.pad_to_square:
-            h = w = max(h, w)
-        if self.size_divisor is not None:
-            d = self.size_divisor
-            return int(np.ceil(h / d)) * d, int(np.ceil(w / d)) * d
-        if self.size is not None:
-            return tuple(self.size[::-1])
-        return None
+        # the pipelines' case, a fixed size: an image already at it is kept as it is
+        if (self.size is not None and self.size_divisor is None and not self.pad_to_square
+                and img.shape[:2] == tuple(self.size[::-1])):
+            results.update(pad_shape=img.shape, pad_fixed_size=self.size,
+                           pad_size_divisor=None, img_shape=img.shape[:2])
+            return
+        super()._pad_img(results)
 
     def _pad_seg(self, results):
         pad_val = self.pad_val.get('seg', 255)

@@ -57,8 +57,14 @@ class AllSparkNeck(BaseModule):
                 f'semantic memory, got num_classes={num_classes}, crop_size={crop_size}. Inside '
                 "an 'AllSpark' model both are filled from decode_head.num_classes and the data "
                 "preprocessor's size.")
-        h, w = (tuple(feature_size) if feature_size is not None else
-                deepest_feature_size(crop_size, patch_sizes, strides))
+        if feature_size is None:
+            h, w = deepest_feature_size(crop_size, patch_sizes, strides)
+        elif (len(feature_size) != 2
+              or not all(isinstance(v, int) and v > 0 for v in feature_size)):
+            raise ValueError(f'AllSparkNeck: feature_size must be the (h, w) of the deepest '
+                             f'training feature, two positive ints, got {feature_size!r}')
+        else:
+            h, w = feature_size
         self.allspark = AllSparkModule(in_channels, num_classes, num_tokens=h * w,
                                        embed_channels=embed_channels, num_heads=num_heads,
                                        attn_drop=attn_drop)

@@ -70,7 +70,8 @@ class SemanticMemory(nn.Module):
                 f'The semantic memory holds channels of length {self.length} (h*w of the '
                 f'deepest feature at the training crop) but the feature has {n} positions; '
                 'set the AllSpark neck\'s crop_size to the training crop (the crop of '
-                'the data preprocessor).')
+                'the data preprocessor), or, for a backbone other than MiT, its feature_size '
+                'to the (h, w) of the deepest feature at that crop.')
 
     @torch.no_grad()
     def push(self, cls, vectors):

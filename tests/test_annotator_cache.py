@@ -35,7 +35,7 @@ def test_round_trip_error_bound_and_order(tmp_path, codec):
     meta = entry.meta
     assert (meta['stem'], meta['height'], meta['width'], meta['topk'], meta['num_classes'],
             meta['annotator'], meta['codec'], meta['version']) == (
-                'img1', 20, 30, 3, 6, 'SimulatedAnnotator', codec, 1)
+                'img1', 20, 30, 3, 6, 'SimulatedAnnotator', codec, 2)
     assert meta['classes_sha1'] == classes_hash(CLASSES)
     assert read_header(path) == meta
 
@@ -48,6 +48,49 @@ def test_round_trip_error_bound_and_order(tmp_path, codec):
     dense = topk_to_dense(entry.index, entry.prob, 6)
     expected = torch.zeros_like(probs).scatter_(0, order, values)
     assert (dense - expected).abs().max() <= 1 / 510 + 1e-7
+
+
+def test_payload_layouts_and_version_1(tmp_path):
+    import zlib
+    probs = _probs()
+    values, order = torch.topk(probs, 3, dim=0)
+    expected = np.concatenate([order.numpy().astype(np.uint8), cache_mod.quantize(values)])
+    expected = expected.transpose(1, 2, 0)
+    n = 20 * 30 * 6
+    payloads = {}
+    for codec, layout in (('none', 'pixels'), ('zlib', 'planes')):
+        path = write_entry(str(tmp_path / codec), probs, stem='img1', class_names=CLASSES,
+                           annotator='x', topk=3, codec=codec)
+        entry = read_entry(path)
+        assert entry.meta['layout'] == layout
+        assert entry.map.shape == (20, 30, 6) and entry.map.flags.c_contiguous
+        assert entry.map.flags.writeable and entry.topk == 3
+        assert np.array_equal(entry.map, expected)
+        data = open(path, 'rb').read()
+        payload = data[len(data) - entry.meta['payload_bytes']:]
+        payloads[codec] = payload if codec == 'none' else zlib.decompress(payload)
+    # 'pixels': pixel (y, x) holds its 3 classes by rank, then their 3 probabilities
+    y, x = 7, 11
+    assert list(payloads['none'][(y * 30 + x) * 6:][:6]) == list(expected[y, x])
+    assert payloads['none'] == expected.tobytes()
+    # 'planes': plane j is value j of every pixel
+    assert payloads['zlib'] == np.ascontiguousarray(expected.transpose(2, 0, 1)).tobytes()
+    assert len(payloads['zlib']) == n
+
+    # version 1, written by hand from the documented format: no 'layout' key, always planes
+    import json
+    import struct
+    meta = {k: v for k, v in read_entry(str(tmp_path / 'none' / 'img1.topk')).meta.items()
+            if k != 'layout'}
+    meta.update(version=1, payload_bytes=n)
+    head = json.dumps(meta).encode()
+    (tmp_path / 'old.topk').write_bytes(b'CSAMTOPK' + struct.pack('<I', len(head)) + head
+                                        + payloads['zlib'])
+    old_entry = read_entry(str(tmp_path / 'old.topk'))
+    assert old_entry.meta['version'] == 1 and 'layout' not in old_entry.meta
+    assert np.array_equal(old_entry.map, expected)
+    assert np.array_equal(old_entry.index, order.numpy())
+    assert np.array_equal(old_entry.prob, cache_mod.quantize(values))
 
 
 def test_quantisation_bound_is_tight_over_all_values():
@@ -131,7 +174,7 @@ def test_missing_and_stale_entries_name_the_image_and_the_command(tmp_path):
     # another format version, and a truncated file
     path = tmp_path / '2008_000123.topk'
     data = path.read_bytes()
-    path.write_bytes(data.replace(b'"version": 1', b'"version": 9'))
+    path.write_bytes(data.replace(b'"version": 2', b'"version": 9'))
     with pytest.raises(CacheEntryError, match='format version 9'):
         cache.load('2008_000123', height=20, width=30)
     path.write_bytes(data[:-10])

@@ -10,8 +10,9 @@ A pipeline for unlabeled images (the "dummy label" is a 0-filled map, 255 after 
 
 ``LoadAnnotatorOutput`` adds ONE (H, W, 2k) uint8 array to ``results`` and to
 ``results['seg_fields']``, ``annotator_topk_map``: channels 0..k-1 hold the class of rank j,
-channels k..2k-1 its probability, quantised (p = v / 255). One field instead of two halves the
-per-field work of every geometric transform. mmseg's ``Resize`` (hence ``RandomRescale``),
+channels k..2k-1 its probability, quantised (p = v / 255). It is the cache entry's payload as
+read (the cache stores it pixel-major), and one field instead of two halves the per-field work
+of every geometric transform. mmseg's ``Resize`` (hence ``RandomRescale``),
 ``RandomCrop`` and ``RandomFlip`` transform every seg field with the image (nearest
 interpolation for resizing, so quantised probabilities are never blended, and classes and
 probabilities move together). mmcv's ``Pad`` pads only ``gt_seg_map``: use ``PadSegFields``
@@ -25,7 +26,6 @@ the pipeline itself must pad to the crop size.
 tensors (kept uint8 to move 8x fewer bytes than int64/float32 through the data loader;
 ``SEEMPseudoLabelHead`` converts them).
 """
-import cv2
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform, Pad
@@ -39,7 +39,7 @@ from ...annotators.cache import AnnotatorCache
 INDEX_KEY = 'annotator_topk_index'
 PROB_KEY = 'annotator_topk_prob'
 MAP_KEY = 'annotator_topk_map'   # the (H, W, 2k) seg field between loading and packing
-MAX_CHANNELS = 128               # cv2's channel limit for merge / split (OpenCV 5)
+TOPK_KEY = 'annotator_topk'      # k, a metainfo key of the packed sample
 
 
 @TRANSFORMS.register_module()
@@ -75,32 +75,17 @@ class LoadAnnotatorOutput(BaseTransform):
                 'transform that resizes, crops or pads, so that one transform moves both')
         img_path = results.get('img_path')
         entry = self.cache.load(image_stem(img_path), height=h, width=w, img_path=img_path)
-        results[MAP_KEY] = _hwc(list(entry.index) + list(entry.prob))
+        results[MAP_KEY] = entry.map
         seg_fields = results.setdefault('seg_fields', [])
         if MAP_KEY not in seg_fields:
             seg_fields.append(MAP_KEY)
-        results['annotator_topk'] = entry.meta['topk']
+        results[TOPK_KEY] = entry.topk
         return results
 
     def __repr__(self):
         c = self.cache
         return (f'{type(self).__name__}(cache_dir={c.cache_dir!r}, num_classes={c.num_classes}'
                 f', annotator={c.annotator!r}, topk={c.topk})')
-
-
-def _hwc(planes):
-    """2k (H, W) planes -> contiguous (H, W, 2k) (2k >= 2, so cv2 keeps the channel axis when
-    resizing). cv2.merge interleaves ~20x faster than a numpy transpose."""
-    if len(planes) <= MAX_CHANNELS:
-        return cv2.merge(planes)
-    return np.ascontiguousarray(np.stack(planes, axis=2))
-
-
-def _chw(arr):
-    """(H, W, c) -> contiguous (c, H, W)."""
-    if arr.shape[2] <= MAX_CHANNELS:
-        return np.stack(cv2.split(np.ascontiguousarray(arr)))
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 @TRANSFORMS.register_module()
@@ -152,8 +137,13 @@ class PackAnnotatorOutput(PackSegInputs):
     Adds to the ``SegDataSample``: ``annotator_topk_index`` and ``annotator_topk_prob``,
     ``PixelData`` of (k, H, W) uint8 tensors (index 255 = padded pixel; probability
     p = v / 255), and the metainfo key ``annotator_topk`` (k). Same arguments as
-    ``PackSegInputs``.
+    ``PackSegInputs``; ``annotator_topk`` is added to ``meta_keys``.
     """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if TOPK_KEY not in self.meta_keys:
+            self.meta_keys = tuple(self.meta_keys) + (TOPK_KEY, )
 
     def transform(self, results):
         packed = super().transform(results)
@@ -169,9 +159,10 @@ class PackAnnotatorOutput(PackSegInputs):
                 f'image is {h} x {w}. A transform moved the image without it: pad with '
                 'PadSegFields (mmcv\'s Pad pads only gt_seg_map) and use mmseg\'s Resize, '
                 'RandomCrop and RandomFlip, which transform every seg field')
-        k = int(results['annotator_topk'])
-        planes = torch.from_numpy(_chw(arr))
+        k = int(results[TOPK_KEY])
+        # one (2k, H, W) tensor: index and prob are views of one storage, which crosses from a
+        # data-loader worker to the trainer as one shared-memory block
+        planes = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
         sample.set_data({INDEX_KEY: PixelData(data=planes[:k]),
                          PROB_KEY: PixelData(data=planes[k:])})
-        sample.set_metainfo(dict(annotator_topk=k))
         return packed

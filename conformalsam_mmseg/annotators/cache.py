@@ -229,34 +229,36 @@ def read_entry(path):
 
     Raises ``ValueError`` for a file that is not a (complete) cache file of a readable version.
     """
-    # one read into a bytearray: the map of an uncompressed entry is a writable view of it
-    # (torch warns on read-only arrays), with no further copy
     with open(path, 'rb') as f:
-        data = bytearray(os.fstat(f.fileno()).st_size)
-        del data[f.readinto(data):]  # in place: a file that shrank meanwhile reads short
-    meta, start = _parse_header(bytes(data[:12]), None, path, data)
-    if meta.get('version') not in READ_VERSIONS:
-        raise ValueError(f'{path}: format version {meta.get("version")}, this code reads '
-                         'versions ' + ' and '.join(map(str, READ_VERSIONS)))
-    payload = memoryview(data)[start:]
-    if len(payload) != meta['payload_bytes']:
-        raise ValueError(f'{path}: truncated ({len(payload)} of {meta["payload_bytes"]} '
-                         'payload bytes)')
+        meta, start = _parse_header(f.read(12), f, path)
+        if meta.get('version') not in READ_VERSIONS:
+            raise ValueError(f'{path}: format version {meta.get("version")}, this code reads '
+                             'versions ' + ' and '.join(map(str, READ_VERSIONS)))
+        if meta['codec'] not in CODECS:
+            raise ValueError(f'{path}: unknown codec {meta["codec"]!r}')
+        size, expected = os.fstat(f.fileno()).st_size - start, meta['payload_bytes']
+        if size != expected:
+            raise ValueError(f'{path}: {"truncated" if size < expected else "too long"} '
+                             f'({size} of {expected} payload bytes)')
+        # read straight into a writable array (torch warns on read-only ones): the map of an
+        # uncompressed entry is this array, with no further copy
+        data = np.empty(size, np.uint8)
+        if f.readinto(data) != size:
+            raise ValueError(f'{path}: truncated while reading')
     if meta['codec'] == 'zlib':
         try:
-            data, start = bytearray(zlib.decompress(payload)), 0
+            data = np.frombuffer(zlib.decompress(data), np.uint8)
         except zlib.error as e:
             raise ValueError(f'{path}: corrupt payload ({e})') from None
     k, h, w = meta['topk'], meta['height'], meta['width']
-    if len(data) - start != 2 * k * h * w:
-        raise ValueError(f'{path}: payload of {len(data) - start} bytes, expected {h} x {w} x '
-                         f'2 x {k}')
-    payload = np.frombuffer(data, np.uint8, offset=start)
+    if data.size != 2 * k * h * w:
+        raise ValueError(f'{path}: payload of {data.size} bytes, expected {h} x {w} x 2 x {k}')
     layout = meta.get('layout', 'planes')
     if layout == 'pixels':
-        return CacheEntry(payload.reshape(h, w, 2 * k), meta)
+        return CacheEntry(data.reshape(h, w, 2 * k) if data.flags.writeable else
+                          data.reshape(h, w, 2 * k).copy(), meta)
     if layout == 'planes':
-        return CacheEntry(_interleave(payload.reshape(2 * k, h, w)), meta)
+        return CacheEntry(_interleave(data.reshape(2 * k, h, w)), meta)
     raise ValueError(f'{path}: unknown payload layout {layout!r}')
 
 
@@ -268,22 +270,30 @@ def _interleave(planes):
     return np.ascontiguousarray(planes.transpose(1, 2, 0))
 
 
-def _parse_header(first, f, path, data=None):
+_HEADER_KEYS = ('stem', 'height', 'width', 'topk', 'num_classes', 'classes_sha1', 'annotator',
+                'codec', 'payload_bytes')
+
+
+def _parse_header(first, f, path):
+    """(header dict, payload offset) from the first 12 bytes and the open file after them."""
     if len(first) < 12 or first[:8] != MAGIC:
         raise ValueError(f'{path}: not an annotator cache file (bad magic)')
     (n, ) = struct.unpack('<I', first[8:12])
-    raw = f.read(n) if f is not None else data[12:12 + n]
     try:
-        meta = json.loads(raw.decode('utf-8'))
+        meta = json.loads(f.read(n).decode('utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError(f'{path}: unreadable header') from None
-    if meta.get('format') != FORMAT:
-        raise ValueError(f'{path}: not an annotator cache file (format {meta.get("format")!r})')
+    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+        raise ValueError(f'{path}: not an annotator cache file (format '
+                         f'{meta.get("format") if isinstance(meta, dict) else None!r})')
+    missing = [k for k in _HEADER_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f'{path}: header without {", ".join(missing)}')
     return meta, 12 + n
 
 
 def stale_reason(meta, *, stem=None, height=None, width=None, num_classes=None,
-                 class_names=None, annotator=None, topk=None):
+                 classes_sha1=None, annotator=None, topk=None):
     """Why ``meta`` does not match what the caller expects, or None when it matches.
     Arguments left as None are not checked."""
     if meta.get('version') not in READ_VERSIONS:
@@ -296,7 +306,7 @@ def stale_reason(meta, *, stem=None, height=None, width=None, num_classes=None,
                 f'image is {height} x {width}')
     if num_classes is not None and meta['num_classes'] != num_classes:
         return f'it has {meta["num_classes"]} classes, expected {num_classes}'
-    if class_names is not None and meta['classes_sha1'] != classes_hash(class_names):
+    if classes_sha1 is not None and meta['classes_sha1'] != classes_sha1:
         return 'it was made with a different class list (names or order)'
     if annotator is not None and meta['annotator'] != annotator:
         return f'it was made by {meta["annotator"]}, expected {annotator}'
@@ -351,6 +361,7 @@ class AnnotatorCache:
                 and len(self.class_names) != num_classes):
             raise ValueError(f'{len(self.class_names)} class names for num_classes='
                              f'{num_classes}')
+        self.classes_sha1 = None if class_names is None else classes_hash(self.class_names)
         self.annotator = annotator
         self.topk = topk
         self._command = None
@@ -380,7 +391,7 @@ class AnnotatorCache:
                 f'unreadable annotator output for image {image}: {e}. Delete it and remake '
                 f'it with\n    {self.command}') from None
         reason = stale_reason(entry.meta, stem=stem, height=height, width=width,
-                              num_classes=self.num_classes, class_names=self.class_names,
+                              num_classes=self.num_classes, classes_sha1=self.classes_sha1,
                               annotator=self.annotator, topk=self.topk)
         if reason:
             raise CacheEntryError(
@@ -400,5 +411,5 @@ class AnnotatorCache:
         if not complete:
             return False
         return stale_reason(meta, stem=stem, height=height, width=width,
-                            num_classes=self.num_classes, class_names=self.class_names,
+                            num_classes=self.num_classes, classes_sha1=self.classes_sha1,
                             annotator=self.annotator, topk=self.topk) is None

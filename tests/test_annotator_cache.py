@@ -204,8 +204,8 @@ def _color(ids):
     return np.stack([(ids * 7) % 256, (ids * 13) % 256, ids + 1], axis=-1).astype(np.uint8)
 
 
-@pytest.fixture
-def structured_cache(tmp_path):
+@pytest.fixture(params=['zlib', 'none'])  # layouts 'planes' and 'pixels'
+def structured_cache(tmp_path, request):
     h, w = 70, 101
     ids = _block_ids(h, w)
     probs = torch.full((K, h, w), 0.1 / (K - 2))
@@ -214,7 +214,7 @@ def structured_cache(tmp_path):
     probs.scatter_(0, ((t + 1) % K)[None], 0.3)
     classes = [f'c{i}' for i in range(K)]
     write_entry(str(tmp_path), probs, stem='frame_001', class_names=classes,
-                annotator='SimulatedAnnotator', topk=2)
+                annotator='SimulatedAnnotator', topk=2, codec=request.param)
     return tmp_path, ids, classes
 
 
@@ -313,6 +313,15 @@ def test_loading_checks_size_and_placement(tmp_path, structured_cache):
                                     num_classes=K))
     with pytest.raises(CacheEntryError, match='/data/images/frame_001.png'):
         missing(_results(ids))
+
+
+@pytest.mark.parametrize('channels', [2, 6, 200])
+def test_packing_splits_any_map_into_planes(channels):
+    from conformalsam_mmseg.datasets.transforms.annotator_output import _planes
+    arr = np.random.default_rng(0).integers(0, 256, (30, 40, channels), dtype=np.uint8)
+    for view in (arr, arr[3:25, 5:33], arr[:, ::-1]):  # whole, a crop, a flip
+        planes = _planes(view)
+        assert planes.flags.c_contiguous and np.array_equal(planes, view.transpose(2, 0, 1))
 
 
 def test_pad_seg_fields_copies_nothing_already_at_the_size():

@@ -26,6 +26,7 @@ the pipeline itself must pad to the crop size.
 tensors (kept uint8 to move 8x fewer bytes than int64/float32 through the data loader;
 ``SEEMPseudoLabelHead`` converts them).
 """
+import cv2
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform, Pad
@@ -86,6 +87,17 @@ class LoadAnnotatorOutput(BaseTransform):
         c = self.cache
         return (f'{type(self).__name__}(cache_dir={c.cache_dir!r}, num_classes={c.num_classes}'
                 f', annotator={c.annotator!r}, topk={c.topk})')
+
+
+def _planes(arr):
+    """(H, W, c) -> contiguous (c, H, W). OpenCV splits into the planes of one array 2-5x
+    faster than numpy's transposing copy (it has SIMD paths for up to 4 channels)."""
+    out = np.empty((arr.shape[2], ) + arr.shape[:2], arr.dtype)
+    if arr.shape[2] > 128:  # OpenCV 5's channel limit
+        out[...] = arr.transpose(2, 0, 1)
+    else:
+        cv2.split(arr, list(out))
+    return out
 
 
 @TRANSFORMS.register_module()
@@ -162,7 +174,7 @@ class PackAnnotatorOutput(PackSegInputs):
         k = int(results[TOPK_KEY])
         # one (2k, H, W) tensor: index and prob are views of one storage, which crosses from a
         # data-loader worker to the trainer as one shared-memory block
-        planes = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        planes = torch.from_numpy(_planes(arr))
         sample.set_data({INDEX_KEY: PixelData(data=planes[:k]),
                          PROB_KEY: PixelData(data=planes[k:])})
         return packed

@@ -20,8 +20,16 @@ variant makes the same crops and colour jitters), in an order rotated from round
 that a change of machine load hits all variants alike. The ratio of a variant is its total time
 over that of "without" across the rounds, and the range of the per-round ratios is shown.
 
+Then the same for whole training batches (``--batches``, 0 skips): the train_dataloader of
+configs/unimatch_conformalsam_camvid.py (4 labeled + 8 unlabeled images per batch: UniMatch's
+batch u and its CutMix source) and of configs/conformalsam_camvid.py (4 + 4), each with and
+without ``apply_conformalsam``, num_workers=0, batches collated as in training; the unlabeled
+images are the same CamVid train images, read from the 'none' caches, the labeled ones are
+the 1/8 split's labeled images when data/splits/camvid/1-8 exists (else 40 other train
+images).
+
   .venv/bin/python benchmarks/bench_annotator_loading.py [--images 120] [--rounds 5] \
-      [--breakdown]
+      [--batches 30] [--breakdown]
 """
 import argparse
 import os
@@ -37,6 +45,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CAMVID = osp.join(osp.dirname(REPO), 'shared', 'data', 'camvid')
 SEMI_CONFIG = osp.join(REPO, 'configs', '_base_', 'datasets', 'semi', 'camvid_semi.py')
 CSAM_CONFIG = osp.join(REPO, 'configs', 'conformalsam_camvid.py')
+UNIMATCH_CSAM_CONFIG = osp.join(REPO, 'configs', 'unimatch_conformalsam_camvid.py')
+LABELED_SPLIT = osp.join(REPO, 'data', 'splits', 'camvid', '1-8', 'labeled.txt')
 CROSS_SEQUENCE_CACHE = osp.join(REPO, 'data', 'annotator_cache', 'camvid_cross_sequence')
 TARGET = 1.2
 
@@ -47,6 +57,9 @@ def parse_args(argv=None):
     parser.add_argument('--images', type=int, default=120,
                         help='CamVid train images per timed pass (default: %(default)s)')
     parser.add_argument('--rounds', type=int, default=5, help='(default: %(default)s)')
+    parser.add_argument('--batches', type=int, default=30,
+                        help='training batches per timed pass and config; 0 skips the batch '
+                        'measurement (default: %(default)s)')
     parser.add_argument('--seed', type=int, default=0, help='(default: %(default)s)')
     parser.add_argument('--data-root', default=CAMVID, help='(default: ../shared/data/camvid)')
     parser.add_argument('--source-cache', default=CROSS_SEQUENCE_CACHE,
@@ -160,6 +173,92 @@ def cache_bytes(folder):
     return sum(sizes) / max(len(sizes), 1)
 
 
+def compare(variants, rounds, run, seed):
+    """Time ``run(variant, seed + r)`` for every variant in every round (order rotated from
+    round to round); {name: [seconds per round]}."""
+    names = list(variants)
+    times = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            times[n].append(run(variants[n], seed + r))
+        print(f'round {r + 1}: ' + ', '.join(f'{n} {times[n][-1]:.2f}s' for n in names),
+              flush=True)
+    return times
+
+
+def ratio_rows(times, base_name, per_pass, unit, kib=None):
+    """Print and return each variant's ratio to ``base_name`` (total time over total time)
+    with the range of its per-round ratios."""
+    base = np.array(times[base_name])
+    rows = []
+    print(f"\n{'variant':<34} {'KiB/image':>9} {unit + '/s':>9} {'ratio':>6} "
+          f"{'per-round range':>16}")
+    for n, t in times.items():
+        t = np.array(t)
+        per = t / base
+        size = (kib or {}).get(n)
+        rows.append(dict(variant=n, kib=size, per_second=per_pass * len(t) / t.sum(),
+                         ratio=t.sum() / base.sum(), lo=per.min(), hi=per.max()))
+        print(f"{n:<34} {'-' if size is None else f'{size:.0f}':>9} "
+              f"{rows[-1]['per_second']:>9.1f} {rows[-1]['ratio']:>6.3f} {per.min():>7.3f} - "
+              f"{per.max():.3f}")
+    return rows
+
+
+def time_batches(loader, seed, batches):
+    import torch
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    loader.sampler.set_epoch(seed)  # the same epoch for every variant: the same images
+    start = time.perf_counter()
+    for _, _batch in zip(range(batches), loader):
+        pass
+    return time.perf_counter() - start
+
+
+def batch_loaders(args, stems, cache_dir, folder):
+    """{name: DataLoader}: the train_dataloader of the two ConformalSAM CamVid configs with and
+    without the ConformalSAM rewrite, on ``stems`` as unlabeled images."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+
+    from conformalsam_mmseg.engine.conformalsam_runner import apply_conformalsam
+    unlabeled_list = osp.join(folder, 'unlabeled.txt')
+    with open(unlabeled_list, 'w') as f:
+        f.write('\n'.join(stems) + '\n')
+    labeled_list = LABELED_SPLIT
+    if not osp.isfile(labeled_list):
+        others = sorted(set(osp.splitext(n)[0] for n in os.listdir(
+            osp.join(args.data_root, 'images', 'train')) if n.endswith('.jpg')) - set(stems))
+        labeled_list = osp.join(folder, 'labeled.txt')
+        with open(labeled_list, 'w') as f:
+            f.write('\n'.join(others[:40]) + '\n')
+    loaders = {}
+    for label, path in (('UniMatch+ConformalSAM (4 + 8)', UNIMATCH_CSAM_CONFIG),
+                        ('ConformalSAM (4 + 4)', CSAM_CONFIG)):
+        for with_cache in (False, True):
+            cfg = Config.fromfile(path)
+            cfg.conformalsam.annotator_cache = cache_dir
+            if with_cache:
+                cfg = apply_conformalsam(cfg)
+            loader_cfg = cfg.train_dataloader
+            loader_cfg.num_workers = 0
+            loader_cfg.persistent_workers = False
+            loader_cfg.sampler.seed = args.seed
+            for part, ann_file in (('labeled', labeled_list), ('unlabeled', unlabeled_list)):
+                ds = loader_cfg.dataset[part]
+                ds.data_root = args.data_root
+                ds.data_prefix = dict(img_path='images/train', seg_map_path='labels/train')
+                ds.ann_file = ann_file
+            with DefaultScope.overwrite_default_scope('mmseg'):
+                loaders[f'{label}, {"with" if with_cache else "without"}'] = (
+                    Runner.build_dataloader(loader_cfg))
+    return loaders
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isdir(osp.join(args.data_root, 'images', 'train')):
@@ -209,28 +308,9 @@ def main(argv=None):
         sample = variants['zlib, top-3'][0]['data_samples']
         assert 'unsup_weak' in sample and hasattr(sample['unsup_weak'], 'annotator_topk_index')
 
-        names = list(variants)
-        times = {n: [] for n in names}
-        for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for n in order:
-                times[n].append(time_pass(variants[n], args.seed + r))
-            print(f'round {r + 1}: ' + ', '.join(f'{n} {times[n][-1]:.2f}s' for n in names),
-                  flush=True)
-        base = np.array(times['without cache'])
-        rows = []
-        print()
-        print(f"{'variant':<15} {'KiB/image':>9} {'images/s':>9} {'ratio':>6} "
-              f"{'per-round range':>16}")
-        for n in names:
-            t = np.array(times[n])
-            ratio = t.sum() / base.sum()
-            per = t / base
-            kib = (cache_bytes(dirs[tuple(_key(n))]) / 1024 if n != 'without cache' else None)
-            rows.append(dict(variant=n, kib=kib, ips=len(stems) * len(t) / t.sum(),
-                             ratio=ratio, lo=per.min(), hi=per.max()))
-            print(f"{n:<15} {'-' if kib is None else f'{kib:.0f}':>9} "
-                  f"{rows[-1]['ips']:>9.1f} {ratio:>6.3f} {per.min():>7.3f} - {per.max():.3f}")
+        times = compare(variants, args.rounds, time_pass, args.seed)
+        kib = {n: cache_bytes(dirs[_key(n)]) / 1024 for n in variants if n != 'without cache'}
+        rows = ratio_rows(times, 'without cache', len(stems), 'images', kib)
         if args.breakdown:
             print('\nms per image and transform (one instrumented run; MultiBranch = the three '
                   'views, packing included):')
@@ -241,11 +321,26 @@ def main(argv=None):
         meets = [r['variant'] for r in rows[1:] if r['ratio'] <= TARGET]
         print(f'\ntarget: at most {TARGET}x the time without the cache; met by: '
               + (', '.join(meets) if meets else 'none'))
-        return dict(rows=rows, source=what, images=len(stems), rounds=args.rounds)
+        result = dict(rows=rows, source=what, images=len(stems), rounds=args.rounds)
+
+        if args.batches:
+            print(f'\ntraining batches: {args.batches} per pass, the unlabeled images from the '
+                  "'none, top-3' cache, num_workers=0, 1 thread")
+            loaders = batch_loaders(args, stems, dirs[('none', 3)], folder)
+            for loader in loaders.values():
+                time_batches(loader, args.seed, args.batches)
+            times = compare(loaders, args.rounds,
+                            lambda loader, seed: time_batches(loader, seed, args.batches),
+                            args.seed)
+            result['batch_rows'] = []
+            for label in dict.fromkeys(n.rsplit(', ', 1)[0] for n in loaders):
+                pair = {n: t for n, t in times.items() if n.startswith(label)}
+                result['batch_rows'] += ratio_rows(pair, f'{label}, without', args.batches,
+                                                   'batches')
+        return result
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-
 
 def _key(name):
     codec, k = name.split(', top-')

@@ -296,6 +296,53 @@ def test_multi_branch_checks_its_branches():
         bad(_results(_random_image()))
 
 
+@TRANSFORMS.register_module(force=True)
+class _RecordBranchInput:
+    """Test transform: records the arrays and seg_fields a branch receives."""
+    seen = {}
+
+    def __init__(self, branch):
+        self.branch = branch
+
+    def __call__(self, results):
+        _RecordBranchInput.seen[self.branch] = dict(
+            img=results['img'], big=results.get('big'), seg_fields=list(results['seg_fields']))
+        return results
+
+
+def test_multi_branch_exclusive_keys_and_the_uncopied_last_branch():
+    img = _random_image()
+    big = np.zeros(img.shape[:2] + (6, ), np.uint8)
+    pack = dict(type='PackSegInputs')
+    multi = TRANSFORMS.build(dict(
+        type='MultiBranch', branch_field=BRANCHES, exclusive_keys=dict(unsup_weak=['big']),
+        unsup_weak=[dict(type='_RecordBranchInput', branch='unsup_weak'), pack],
+        unsup_strong1=[dict(type='_RecordBranchInput', branch='unsup_strong1'), pack],
+        unsup_strong2=[dict(type='_RecordBranchInput', branch='unsup_strong2'), pack]))
+    results = _results(img, big=big, gt_seg_map=np.zeros(img.shape[:2], np.uint8))
+    results['seg_fields'] = ['gt_seg_map', 'big']
+    out = multi(results)
+    seen = _RecordBranchInput.seen
+    # the weak view gets the exclusive field itself, the others neither it nor its seg field
+    assert seen['unsup_weak']['big'] is big
+    assert seen['unsup_weak']['seg_fields'] == ['gt_seg_map', 'big']
+    for branch in ('unsup_strong1', 'unsup_strong2'):
+        assert seen[branch]['big'] is None and seen[branch]['seg_fields'] == ['gt_seg_map']
+    # copies for all but the last branch, which nothing else reads
+    assert seen['unsup_weak']['img'] is not img and seen['unsup_strong1']['img'] is not img
+    assert seen['unsup_strong2']['img'] is img
+    assert all(np.array_equal(seen[b]['img'], img) for b in BRANCHES[1:])
+    assert out['data_samples']['sup'] is None
+
+    with pytest.raises(ValueError, match='does not make'):
+        TRANSFORMS.build(dict(type='MultiBranch', branch_field=['sup'], sup=[pack],
+                              exclusive_keys=dict(unsup_weak=['big'])))
+    with pytest.raises(ValueError, match='two branches'):
+        TRANSFORMS.build(dict(type='MultiBranch', branch_field=BRANCHES, unsup_weak=[pack],
+                              unsup_strong1=[pack],
+                              exclusive_keys=dict(unsup_weak=['big'], unsup_strong1=['big'])))
+
+
 # --- MultiBranchDataPreprocessor ------------------------------------------------------------
 def _packed(h, w, value=0):
     sample = SegDataSample()

@@ -8,7 +8,8 @@ pipelines from a sibling base, so the runner does it, explicitly, before buildin
 - model: ``ConformalSAM(host=<the host model>, pseudo_label_head=SEEMPseudoLabelHead(...))``;
 - unlabeled pipeline: ``LoadAnnotatorOutput`` after the image is loaded, ``PadSegFields`` after
   the crop (so the annotator fields are padded like the dummy map), ``PackAnnotatorOutput`` for
-  the weak view;
+  the weak view, which alone receives the annotator fields (``MultiBranch.exclusive_keys``:
+  the strong views never copy them);
 - hooks: ``ConformalCalibrationHook`` and ``SelfRelianceHook``.
 
 Two switches make the baselines that ConformalSAM is compared with, from the same config:
@@ -24,6 +25,7 @@ from mmengine.config import ConfigDict
 from mmengine.runner import Runner
 from mmseg.registry import DATASETS, RUNNERS
 
+from ..datasets.transforms.annotator_output import MAP_KEY, TOPK_KEY
 from ..models.segmentors.allspark import check_equal_batches
 
 
@@ -106,6 +108,10 @@ def apply_conformalsam(cfg):
     weak = branches['unsup_weak']
     weak[_index(weak, 'PackSegInputs', "in the 'unsup_weak' branch")] = dict(
         type='PackAnnotatorOutput')
+    exclusive = dict(branches.get('exclusive_keys') or {})
+    weak_keys = list(exclusive.get('unsup_weak', []))
+    exclusive['unsup_weak'] = weak_keys + [k for k in (MAP_KEY, TOPK_KEY) if k not in weak_keys]
+    branches['exclusive_keys'] = exclusive
 
     hooks = list(cfg.get('custom_hooks') or [])
     if calibrated:

@@ -8,9 +8,10 @@ from mmseg.registry import TRANSFORMS
 class MultiBranch(BaseTransform):
     """Several views of one sample, one pipeline per branch (MMDetection 3.x's ``MultiBranch``).
 
-    Each branch pipeline runs on a deep copy of the results and ends with ``PackSegInputs``.
-    Branches of ``branch_field`` that this pipeline does not make are None, so labeled and
-    unlabeled samples of one batch share the same keys and collate together; the
+    Each branch pipeline runs on its own deep copy of the results (the last one on the results
+    themselves, which nothing reads afterwards) and ends with ``PackSegInputs``. Branches of
+    ``branch_field`` that this pipeline does not make are None, so labeled and unlabeled
+    samples of one batch share the same keys and collate together; the
     ``MultiBranchDataPreprocessor`` drops the Nones.
 
     For UniMatch's weak and strong views of the SAME crop, put the geometric transforms
@@ -30,10 +31,14 @@ class MultiBranch(BaseTransform):
     Args:
         branch_field (list[str]): every branch name of the batch, in both the labeled and the
             unlabeled pipeline.
+        exclusive_keys (dict[str, list[str]]): keys of the results that only one branch
+            receives, e.g. ``dict(unsup_weak=['annotator_topk_map'])``: the other branches
+            never see them (nor them in ``seg_fields``), and that branch gets them uncopied,
+            since nothing else holds them. For large fields only one view packs.
         **branch_pipelines (list[dict]): the pipeline of each branch this sample makes.
     """
 
-    def __init__(self, branch_field, **branch_pipelines):
+    def __init__(self, branch_field, exclusive_keys=None, **branch_pipelines):
         unknown = sorted(set(branch_pipelines) - set(branch_field))
         if unknown:
             raise ValueError(f'MultiBranch: pipelines given for {unknown}, which are not in '
@@ -41,6 +46,16 @@ class MultiBranch(BaseTransform):
         if not branch_pipelines:
             raise ValueError('MultiBranch: give at least one branch pipeline, e.g. '
                              "sup=[dict(type='PackSegInputs')]")
+        self.exclusive_keys = {b: list(keys) for b, keys in (exclusive_keys or {}).items()}
+        stray = sorted(set(self.exclusive_keys) - set(branch_pipelines))
+        if stray:
+            raise ValueError(f'MultiBranch: exclusive_keys names {stray}, which this pipeline '
+                             f'does not make (its branches: {sorted(branch_pipelines)})')
+        owners = [k for keys in self.exclusive_keys.values() for k in keys]
+        if len(owners) != len(set(owners)):
+            raise ValueError(f'MultiBranch: a key of exclusive_keys={self.exclusive_keys} is '
+                             'given to two branches; give each key to one branch')
+        self._exclusive = set(owners)
         self.branch_field = list(branch_field)
         # Built from mmseg's registry (which reaches mmcv's transforms through its parent), so
         # the branches resolve without depending on the current default scope.
@@ -53,8 +68,9 @@ class MultiBranch(BaseTransform):
     def transform(self, results):
         multi_results = {branch: {'inputs': None, 'data_samples': None}
                          for branch in self.branch_field}
+        last = list(self.branch_pipelines)[-1]
         for branch, pipeline in self.branch_pipelines.items():
-            branch_results = pipeline(copy.deepcopy(results))
+            branch_results = pipeline(self._branch_input(results, branch, branch != last))
             if branch_results is None:  # a transform rejected the sample: the dataset redraws
                 return None
             if set(branch_results) != {'inputs', 'data_samples'}:
@@ -67,6 +83,19 @@ class MultiBranch(BaseTransform):
             for key, value in branch_results.items():
                 packed.setdefault(key, {})[branch] = value
         return packed
+
+    def _branch_input(self, results, branch, copy_it):
+        if not self._exclusive:
+            return copy.deepcopy(results) if copy_it else results
+        shared = {k: v for k, v in results.items() if k not in self._exclusive}
+        if copy_it:
+            shared = copy.deepcopy(shared)
+        own = self.exclusive_keys.get(branch, ())
+        shared.update((k, results[k]) for k in own if k in results)
+        if 'seg_fields' in shared:
+            shared['seg_fields'] = [f for f in shared['seg_fields']
+                                    if f not in self._exclusive or f in own]
+        return shared
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(branch_field={self.branch_field}, '

@@ -8,10 +8,9 @@ from mmseg.registry import TRANSFORMS
 class MultiBranch(BaseTransform):
     """Several views of one sample, one pipeline per branch (MMDetection 3.x's ``MultiBranch``).
 
-    Each branch pipeline runs on its own deep copy of the results (the last one on the results
-    themselves, which nothing reads afterwards) and ends with ``PackSegInputs``. Branches of
-    ``branch_field`` that this pipeline does not make are None, so labeled and unlabeled
-    samples of one batch share the same keys and collate together; the
+    Each branch pipeline runs on a deep copy of the results and ends with ``PackSegInputs``.
+    Branches of ``branch_field`` that this pipeline does not make are None, so labeled and
+    unlabeled samples of one batch share the same keys and collate together; the
     ``MultiBranchDataPreprocessor`` drops the Nones.
 
     For UniMatch's weak and strong views of the SAME crop, put the geometric transforms
@@ -68,9 +67,8 @@ class MultiBranch(BaseTransform):
     def transform(self, results):
         multi_results = {branch: {'inputs': None, 'data_samples': None}
                          for branch in self.branch_field}
-        last = list(self.branch_pipelines)[-1]
         for branch, pipeline in self.branch_pipelines.items():
-            branch_results = pipeline(self._branch_input(results, branch, branch != last))
+            branch_results = pipeline(self._branch_input(results, branch))
             if branch_results is None:  # a transform rejected the sample: the dataset redraws
                 return None
             if set(branch_results) != {'inputs', 'data_samples'}:
@@ -84,12 +82,10 @@ class MultiBranch(BaseTransform):
                 packed.setdefault(key, {})[branch] = value
         return packed
 
-    def _branch_input(self, results, branch, copy_it):
+    def _branch_input(self, results, branch):
         if not self._exclusive:
-            return copy.deepcopy(results) if copy_it else results
-        shared = {k: v for k, v in results.items() if k not in self._exclusive}
-        if copy_it:
-            shared = copy.deepcopy(shared)
+            return copy.deepcopy(results)
+        shared = copy.deepcopy({k: v for k, v in results.items() if k not in self._exclusive})
         own = self.exclusive_keys.get(branch, ())
         shared.update((k, results[k]) for k in own if k in results)
         if 'seg_fields' in shared:

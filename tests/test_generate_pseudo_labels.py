@@ -149,3 +149,23 @@ def test_torchrun_two_processes_shard_the_images(tool, shapes_root, tmp_path):
         assert (sharded / n).read_bytes() == (single / n).read_bytes()
     assert not [n for n in os.listdir(sharded) if n.endswith('.tmp')]
     assert np.all([read_entry(str(sharded / n)).meta['topk'] == 2 for n in names])
+
+
+def test_reencoding_a_cache_for_training(tool, shapes_root, tmp_path):
+    """A compact zlib cache (made elsewhere) becomes a fast 'none' one through the
+    precomputed annotator: same probabilities, the source annotator's name kept."""
+    from conformalsam_mmseg.annotators import topk_to_dense
+    zlib_dir, none_dir = tmp_path / 'zlib', tmp_path / 'none'
+    tool.main(_argv(shapes_root, zlib_dir, '--codec', 'zlib'))
+    argv = [CONFIG, '--annotator', 'precomputed', '--annotator-cfg', f'cache_dir={zlib_dir}',
+            'annotator=SimulatedAnnotator', '--split', 'train', '--out', str(none_dir),
+            '--topk', '2', '--codec', 'none', '--cfg-options',
+            f'train_dataloader.dataset.data_root={shapes_root}']
+    assert tool.main(argv) == dict(written=24, skipped=0, total=24)
+    for name in ('train_0000.topk', 'train_0017.topk'):
+        a, b = read_entry(str(zlib_dir / name)), read_entry(str(none_dir / name))
+        assert (a.meta['layout'], b.meta['layout']) == ('planes', 'pixels')
+        assert b.meta['annotator'] == 'SimulatedAnnotator'
+        assert np.array_equal(b.prob, a.prob)
+        assert torch.equal(topk_to_dense(b.index, b.prob, len(SHAPES_CLASSES)),
+                           topk_to_dense(a.index, a.prob, len(SHAPES_CLASSES)))

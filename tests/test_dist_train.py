@@ -32,3 +32,15 @@ def test_dist_train_two_cpu_ranks(shapes_root, tmp_path, python):
         done = tmp_path / 'work' / f'rank{rank}.done'
         assert done.read_text() == 'world_size=2 iters=2'
     assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')
+
+
+def test_close_distributed_destroys_the_group(tmp_path):
+    import torch.distributed as dist
+
+    from conformalsam_mmseg.utils import close_distributed
+    close_distributed()  # no group: nothing to do
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+                            world_size=1)
+    assert dist.is_initialized()
+    close_distributed()
+    assert not dist.is_initialized()

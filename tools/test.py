@@ -8,7 +8,7 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 import conformalsam_mmseg  # noqa: F401  (registers components and checkpoint safe globals)
-from conformalsam_mmseg.utils import setup_cpu_distributed
+from conformalsam_mmseg.utils import close_distributed, setup_cpu_distributed
 
 
 def parse_args():
@@ -91,6 +91,7 @@ def main():
     # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.test()
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -29,3 +29,13 @@ def setup_cpu_distributed(cfg, launcher):
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     return cfg
+
+
+def close_distributed():
+    """Destroy the process group, if any, once a run is over.
+
+    Left to the interpreter's exit, gloo's threads can outlive it and abort the process
+    ("terminate called without an active exception", exit code -6) after a run that succeeded.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

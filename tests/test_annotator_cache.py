@@ -181,6 +181,18 @@ def test_missing_and_stale_entries_name_the_image_and_the_command(tmp_path):
     assert not cache.is_valid('2008_000123', height=20, width=30)
     with pytest.raises(CacheEntryError, match='truncated'):
         cache.load('2008_000123', height=20, width=30)
+    path.write_bytes(data + b'xx')
+    with pytest.raises(CacheEntryError, match='too long'):
+        cache.load('2008_000123', height=20, width=30)
+    # a header without a key the reader needs, or not a JSON object
+    path.write_bytes(data.replace(b'"payload_bytes"', b'"payload_bytez"'))
+    with pytest.raises(CacheEntryError, match='header without payload_bytes'):
+        cache.load('2008_000123', height=20, width=30)
+    head = b'[1, 2]'
+    path.write_bytes(b'CSAMTOPK' + len(head).to_bytes(4, 'little') + head)
+    with pytest.raises(CacheEntryError, match='not an annotator cache file'):
+        cache.load('2008_000123', height=20, width=30)
+    assert not cache.is_valid('2008_000123', height=20, width=30)
 
 
 def test_without_a_manifest_the_message_gives_the_command_template(tmp_path):

@@ -16,8 +16,8 @@ version 2, little-endian::
 
 Writers choose the layout by codec. 'none' stores 'pixels': the training pipeline moves the
 entry as one (H, W, 2k) seg field, and reads it straight into that array. 'zlib' stores
-'planes': each plane is smooth, so it compresses to ~2/3 of the size of 'pixels' (and
-inflates faster); interleaving the planes after inflating costs a tenth of that.
+'planes': each plane is smooth, so it compresses to ~2/3 of the size of 'pixels' and inflates
+faster; interleaving the planes after inflating costs a tenth of the inflation.
 
 Header keys: ``format`` ('conformalsam.annotator_topk'), ``version`` (2), ``stem``,
 ``height``, ``width`` (the image's original size), ``topk`` (k), ``num_classes`` (K),
@@ -231,9 +231,6 @@ def read_entry(path):
     """
     with open(path, 'rb') as f:
         meta, start = _parse_header(f.read(12), f, path)
-        if meta.get('version') not in READ_VERSIONS:
-            raise ValueError(f'{path}: format version {meta.get("version")}, this code reads '
-                             'versions ' + ' and '.join(map(str, READ_VERSIONS)))
         if meta['codec'] not in CODECS:
             raise ValueError(f'{path}: unknown codec {meta["codec"]!r}')
         size, expected = os.fstat(f.fileno()).st_size - start, meta['payload_bytes']
@@ -286,6 +283,9 @@ def _parse_header(first, f, path):
     if not isinstance(meta, dict) or meta.get('format') != FORMAT:
         raise ValueError(f'{path}: not an annotator cache file (format '
                          f'{meta.get("format") if isinstance(meta, dict) else None!r})')
+    if meta.get('version') not in READ_VERSIONS:
+        raise ValueError(f'{path}: format version {meta.get("version")}, this code reads '
+                         'versions ' + ' and '.join(map(str, READ_VERSIONS)))
     missing = [k for k in _HEADER_KEYS if k not in meta]
     if missing:
         raise ValueError(f'{path}: header without {", ".join(missing)}')

@@ -33,7 +33,7 @@ class MultiBranch(BaseTransform):
         exclusive_keys (dict[str, list[str]]): keys of the results that only one branch
             receives, e.g. ``dict(unsup_weak=['annotator_topk_map'])``: the other branches
             never see them (nor them in ``seg_fields``), and that branch gets them uncopied,
-            since nothing else holds them. For large fields only one view packs.
+            since nothing else holds them. For large fields that only one view packs.
         **branch_pipelines (list[dict]): the pipeline of each branch this sample makes.
     """
 

@@ -134,7 +134,7 @@ def real_rows(images):
             sizes.append(entry_sizes(topk_to_dense(entry.index, entry.prob, len(classes)),
                                      classes, stem))
         if sizes:
-            rows[f'CamVid train, {len(sizes)} images'] = dict(real=mean_kib(sizes))
+            rows[f'CamVid train (real images, {len(sizes)})'] = dict(real=mean_kib(sizes))
     return rows
 
 

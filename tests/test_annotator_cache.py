@@ -77,20 +77,52 @@ def test_payload_layouts_and_version_1(tmp_path):
     assert payloads['zlib'] == np.ascontiguousarray(expected.transpose(2, 0, 1)).tobytes()
     assert len(payloads['zlib']) == n
 
-    # version 1, written by hand from the documented format: no 'layout' key, always planes
-    import json
-    import struct
-    meta = {k: v for k, v in read_entry(str(tmp_path / 'none' / 'img1.topk')).meta.items()
-            if k != 'layout'}
-    meta.update(version=1, payload_bytes=n)
-    head = json.dumps(meta).encode()
-    (tmp_path / 'old.topk').write_bytes(b'CSAMTOPK' + struct.pack('<I', len(head)) + head
-                                        + payloads['zlib'])
-    old_entry = read_entry(str(tmp_path / 'old.topk'))
+    # files written by hand from the documented format
+    meta = read_entry(str(tmp_path / 'none' / 'img1.topk')).meta
+    # version 1: no 'layout' key, always planes
+    old = _hand_written(tmp_path / 'old.topk', meta, payloads['zlib'], version=1, layout=None,
+                        codec='none')
+    old_entry = read_entry(old)
     assert old_entry.meta['version'] == 1 and 'layout' not in old_entry.meta
     assert np.array_equal(old_entry.map, expected)
     assert np.array_equal(old_entry.index, order.numpy())
     assert np.array_equal(old_entry.prob, cache_mod.quantize(values))
+    # zlib with 'pixels' (no writer here makes it, a reader must take it): a writable map
+    packed = zlib.compress(payloads['none'])
+    entry = read_entry(_hand_written(tmp_path / 'zp.topk', meta, packed, codec='zlib',
+                                     layout='pixels', payload_bytes=len(packed)))
+    assert np.array_equal(entry.map, expected) and entry.map.flags.writeable
+
+    # headers that do not describe their payload are refused, by load and by is_valid
+    bad = {
+        'layout None in a version-2': dict(layout=None),
+        "layout 'rows'": dict(layout='rows'),
+        "layout 'pixels' in a version-1": dict(version=1),
+        "unknown codec 'lz4'": dict(codec='lz4'),
+        f"bad payload_bytes: '{n}'": dict(payload_bytes=str(n)),
+        'bad height: 20.0': dict(height=20.0),
+        'bad topk: 0': dict(topk=0),
+        f'payload_bytes {n - 1} for 20 x 30 x 2 x 3': dict(payload_bytes=n - 1),
+    }
+    cache = AnnotatorCache(str(tmp_path))
+    for reason, change in bad.items():
+        _hand_written(tmp_path / 'img2.topk', meta, payloads['none'], **change)
+        with pytest.raises(ValueError, match=reason):
+            read_entry(str(tmp_path / 'img2.topk'))
+        with pytest.raises(CacheEntryError, match='unreadable'):
+            cache.load('img2')
+        assert not cache.is_valid('img2')
+
+
+def _hand_written(path, meta, payload, **changes):
+    """A cache file from ``meta`` with ``changes`` (None: drop the key) and ``payload``."""
+    import json
+    import struct
+    meta = dict(meta, **changes, stem=path.stem)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    head = json.dumps(meta).encode()
+    path.write_bytes(b'CSAMTOPK' + struct.pack('<I', len(head)) + head + payload)
+    return str(path)
 
 
 def test_quantisation_bound_is_tight_over_all_values():
@@ -327,7 +359,7 @@ def test_loading_checks_size_and_placement(tmp_path, structured_cache):
         missing(_results(ids))
 
 
-@pytest.mark.parametrize('channels', [2, 6, 200])
+@pytest.mark.parametrize('channels', [2, 4, 6, 128, 129, 200])
 def test_packing_splits_any_map_into_planes(channels):
     from conformalsam_mmseg.datasets.transforms.annotator_output import _planes
     arr = np.random.default_rng(0).integers(0, 256, (30, 40, channels), dtype=np.uint8)
@@ -352,3 +384,13 @@ def test_pad_seg_fields_copies_nothing_already_at_the_size():
     assert (small['annotator_topk_map'][4:] == 255).all()
     assert (small['annotator_topk_map'][:, 5:] == 255).all()
     assert (small['annotator_topk_map'][:4, :5] == 0).all()
+
+
+def test_packing_checks_the_map_against_k():
+    pack = TRANSFORMS.build(dict(type='PackAnnotatorOutput'))
+    img = np.zeros((6, 8, 3), np.uint8)
+    results = dict(img=img, annotator_topk_map=np.zeros((6, 8, 3), np.uint8), annotator_topk=2)
+    with pytest.raises(ValueError, match='3 channels, expected 2 x annotator_topk = 4'):
+        pack(results)
+    with pytest.raises(KeyError, match='exclusive_keys'):
+        pack(dict(img=img))

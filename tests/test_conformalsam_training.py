@@ -56,6 +56,14 @@ def test_stage_switch_at_the_configured_iteration(annotated, tmp_path, host):
     model = runner.model
     assert type(model).__name__ == 'ConformalSAM' and type(model.host).__name__ == host
     assert RecordStageHook.stages == [(0, 1), (1, 1), (2, 2), (3, 2)]
+    # the weak view alone receives and packs the annotator output
+    unlabeled = runner.train_dataloader.dataset.unlabeled
+    views = unlabeled.pipeline.transforms[-1]
+    assert views.exclusive_keys == {'unsup_weak': ['annotator_topk_map', 'annotator_topk']}
+    samples = unlabeled[0]['data_samples']
+    for branch, sample in samples.items():
+        if sample is not None:
+            assert ('annotator_topk_index' in sample) == (branch == 'unsup_weak'), branch
     # Calibration ran before training: thresholds in the model, report in the work dir.
     assert model.pseudo_label_head.is_calibrated
     report = json.loads((tmp_path / 'calibration_report.json').read_text())

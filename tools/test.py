@@ -90,8 +90,11 @@ def main():
     setup_cpu_distributed(cfg, args.launcher)
     # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.test()
-    close_distributed()
+    try:
+        runner.test()
+    finally:
+        del runner  # its DDP wrapper holds the process group
+        close_distributed()
 
 
 if __name__ == '__main__':

@@ -80,8 +80,11 @@ def main():
 
     # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
-    close_distributed()
+    try:
+        runner.train()
+    finally:
+        del runner  # its DDP wrapper holds the process group
+        close_distributed()
 
 
 if __name__ == '__main__':

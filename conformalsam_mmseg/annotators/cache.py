@@ -59,7 +59,7 @@ READ_VERSIONS = (1, 2)  # version 1: layout 'planes', not named in the header
 SUFFIX = '.topk'
 MANIFEST = 'cache_info.json'
 CODECS = ('zlib', 'none')
-LAYOUTS = {'none': 'pixels', 'zlib': 'planes'}  # by codec; see the module docstring
+LAYOUT_BY_CODEC = {'none': 'pixels', 'zlib': 'planes'}  # see the module docstring
 MAX_CLASSES = 255  # index 255 is reserved for padded pixels
 # probabilities may exceed [0, 1] by float rounding; anything further is a real error
 _PROB_TOL = 1e-3
@@ -156,7 +156,7 @@ def encode_entry(probs, *, stem, class_names, annotator, topk, codec='zlib', lev
             f'{high:.4g}); normalise it (e.g. SEEMAnnotator(normalize="sum"))')
     values, index = torch.topk(probs, k, dim=0, sorted=True)
     planes = torch.cat([index.to(torch.uint8), torch.from_numpy(quantize(values))])
-    layout = LAYOUTS[codec]
+    layout = LAYOUT_BY_CODEC[codec]
     if layout == 'pixels':
         planes = planes.permute(1, 2, 0).contiguous()
     payload = planes.numpy().tobytes()
@@ -231,8 +231,6 @@ def read_entry(path):
     """
     with open(path, 'rb') as f:
         meta, start = _parse_header(f.read(12), f, path)
-        if meta['codec'] not in CODECS:
-            raise ValueError(f'{path}: unknown codec {meta["codec"]!r}')
         size, expected = os.fstat(f.fileno()).st_size - start, meta['payload_bytes']
         if size != expected:
             raise ValueError(f'{path}: {"truncated" if size < expected else "too long"} '
@@ -250,29 +248,27 @@ def read_entry(path):
     k, h, w = meta['topk'], meta['height'], meta['width']
     if data.size != 2 * k * h * w:
         raise ValueError(f'{path}: payload of {data.size} bytes, expected {h} x {w} x 2 x {k}')
-    layout = meta.get('layout', 'planes')
-    if layout == 'pixels':
+    if meta.get('layout', 'planes') == 'pixels':
         return CacheEntry(data.reshape(h, w, 2 * k) if data.flags.writeable else
                           data.reshape(h, w, 2 * k).copy(), meta)
-    if layout == 'planes':
-        return CacheEntry(_interleave(data.reshape(2 * k, h, w)), meta)
-    raise ValueError(f'{path}: unknown payload layout {layout!r}')
+    return CacheEntry(_interleave(data.reshape(2 * k, h, w)), meta)
 
 
 def _interleave(planes):
-    """(c, H, W) planes -> contiguous (H, W, c)."""
+    """(c, H, W) planes -> a new contiguous (H, W, c) array."""
     import cv2  # here, not at the top: writing a cache needs no OpenCV
     if len(planes) <= 128:  # cv2.merge's channel limit; it is ~10x faster than numpy here
         return cv2.merge(list(planes))
-    return np.ascontiguousarray(planes.transpose(1, 2, 0))
+    return np.array(planes.transpose(1, 2, 0), order='C')
 
 
-_HEADER_KEYS = ('stem', 'height', 'width', 'topk', 'num_classes', 'classes_sha1', 'annotator',
-                'codec', 'payload_bytes')
+_INT_KEYS = ('height', 'width', 'topk', 'num_classes', 'payload_bytes')
+_HEADER_KEYS = _INT_KEYS + ('stem', 'classes_sha1', 'annotator', 'codec')
 
 
 def _parse_header(first, f, path):
-    """(header dict, payload offset) from the first 12 bytes and the open file after them."""
+    """(header dict, payload offset) from the first 12 bytes and the open file after them.
+    Raises ``ValueError`` for anything but a well-formed header of a readable version."""
     if len(first) < 12 or first[:8] != MAGIC:
         raise ValueError(f'{path}: not an annotator cache file (bad magic)')
     (n, ) = struct.unpack('<I', first[8:12])
@@ -283,13 +279,37 @@ def _parse_header(first, f, path):
     if not isinstance(meta, dict) or meta.get('format') != FORMAT:
         raise ValueError(f'{path}: not an annotator cache file (format '
                          f'{meta.get("format") if isinstance(meta, dict) else None!r})')
-    if meta.get('version') not in READ_VERSIONS:
-        raise ValueError(f'{path}: format version {meta.get("version")}, this code reads '
-                         'versions ' + ' and '.join(map(str, READ_VERSIONS)))
+    problem = _header_problem(meta)
+    if problem:
+        raise ValueError(f'{path}: {problem}')
+    return meta, 12 + n
+
+
+def _header_problem(meta):
+    version = meta.get('version')
+    if version not in READ_VERSIONS:
+        return (f'format version {version}, this code reads versions '
+                + ' and '.join(map(str, READ_VERSIONS)))
     missing = [k for k in _HEADER_KEYS if k not in meta]
     if missing:
-        raise ValueError(f'{path}: header without {", ".join(missing)}')
-    return meta, 12 + n
+        return f'header without {", ".join(missing)}'
+    for key in _INT_KEYS:
+        low = 0 if key == 'payload_bytes' else 1
+        if type(meta[key]) is not int or meta[key] < low:  # type(): True is not a size
+            return f'header with a bad {key}: {meta[key]!r}'
+    if not meta['topk'] <= meta['num_classes'] <= MAX_CLASSES:
+        return f'header with topk {meta["topk"]} and num_classes {meta["num_classes"]}'
+    if meta['codec'] not in CODECS:
+        return f'unknown codec {meta["codec"]!r}'
+    # version 1 has no layout key (always planes); version 2 must name one
+    if version == 1 and 'layout' in meta or version > 1 and (
+            meta.get('layout') not in LAYOUT_BY_CODEC.values()):
+        return f'layout {meta.get("layout")!r} in a version-{version} header'
+    if meta['codec'] == 'none' and (meta['payload_bytes']
+                                    != 2 * meta['topk'] * meta['height'] * meta['width']):
+        return (f'payload_bytes {meta["payload_bytes"]} for {meta["height"]} x '
+                f'{meta["width"]} x 2 x {meta["topk"]} uncompressed values')
+    return None
 
 
 def stale_reason(meta, *, stem=None, height=None, width=None, num_classes=None,

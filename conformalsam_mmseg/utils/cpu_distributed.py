@@ -5,6 +5,8 @@ the DDP wrapper is given ``device_ids=[LOCAL_RANK]``. Both fail on a CPU-only bu
 process group is initialised with gloo first (mmengine then skips its own init) and the
 wrapper gets ``device_ids=None``, which is what DDP expects for CPU modules.
 """
+import gc
+
 import torch
 import torch.distributed as torch_dist
 
@@ -32,10 +34,13 @@ def setup_cpu_distributed(cfg, launcher):
 
 
 def close_distributed():
-    """Destroy the process group, if any, once a run is over.
+    """Destroy the process group, if any, once a run is over and the runner is deleted.
 
     Left to the interpreter's exit, gloo's threads can outlive it and abort the process
     ("terminate called without an active exception", exit code -6) after a run that succeeded.
+    DDP's reducer holds the group too: delete the runner (its model wrapper) first, so that the
+    group is really freed here.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
+        gc.collect()  # the wrapper and its reducer, if the caller has dropped the runner
         torch_dist.destroy_process_group()

@@ -90,13 +90,14 @@ class LoadAnnotatorOutput(BaseTransform):
 
 
 def _planes(arr):
-    """(H, W, c) -> contiguous (c, H, W). OpenCV splits into the planes of one array 2-5x
-    faster than numpy's transposing copy (it has SIMD paths for up to 4 channels)."""
+    """(H, W, c) -> a new contiguous (c, H, W) array. For c <= 4 (top-1 and top-2 entries)
+    OpenCV splits 4x faster than numpy's transposing copy (it has SIMD paths up to 4
+    channels); beyond that the two are equal."""
     out = np.empty((arr.shape[2], ) + arr.shape[:2], arr.dtype)
-    if arr.shape[2] > 128:  # OpenCV 5's channel limit
-        out[...] = arr.transpose(2, 0, 1)
-    else:
+    if arr.shape[2] <= 4:
         cv2.split(arr, list(out))
+    else:
+        out[...] = arr.transpose(2, 0, 1)
     return out
 
 
@@ -163,7 +164,9 @@ class PackAnnotatorOutput(PackSegInputs):
         h, w = results['img'].shape[:2]
         if MAP_KEY not in results:
             raise KeyError(f'PackAnnotatorOutput: no {MAP_KEY} in the results; add '
-                           'LoadAnnotatorOutput to the pipeline (after LoadImageFromFile)')
+                           'LoadAnnotatorOutput to the pipeline (after LoadImageFromFile), '
+                           'and in a MultiBranch, use PackAnnotatorOutput in the branch that '
+                           'exclusive_keys gives the annotator fields to')
         arr = results[MAP_KEY]
         if arr.shape[:2] != (h, w):
             raise ValueError(
@@ -172,6 +175,9 @@ class PackAnnotatorOutput(PackSegInputs):
                 'PadSegFields (mmcv\'s Pad pads only gt_seg_map) and use mmseg\'s Resize, '
                 'RandomCrop and RandomFlip, which transform every seg field')
         k = int(results[TOPK_KEY])
+        if arr.shape[2] != 2 * k:
+            raise ValueError(f'PackAnnotatorOutput: {MAP_KEY} has {arr.shape[2]} channels, '
+                             f'expected 2 x {TOPK_KEY} = {2 * k}; a transform changed it')
         # one (2k, H, W) tensor: index and prob are views of one storage, which crosses from a
         # data-loader worker to the trainer as one shared-memory block
         planes = torch.from_numpy(_planes(arr))

@@ -95,4 +95,5 @@ class MultiBranch(BaseTransform):
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(branch_field={self.branch_field}, '
-                f'branch_pipelines={list(self.branch_pipelines)})')
+                f'branch_pipelines={list(self.branch_pipelines)}, '
+                f'exclusive_keys={self.exclusive_keys})')

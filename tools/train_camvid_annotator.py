@@ -81,8 +81,8 @@ def parse_args(argv=None):
                         help='classes stored per pixel (default: %(default)s)')
     parser.add_argument('--codec', choices=('zlib', 'none'), default='none',
                         help='cache payload compression (default: %(default)s, 1 MB per image '
-                        'at k = 3, loads ~1.3-1.4x slower than without the cache where zlib '
-                        'is ~1.7-2.0x: docs/annotators.md, "Loading speed on CamVid")')
+                        'at k = 3, loads ~1.2x slower than without the cache where zlib '
+                        'is ~1.9x: docs/annotators.md, "Loading speed on CamVid")')
     parser.add_argument('--export-batch', type=int, default=4,
                         help='images per forward pass when exporting (default: %(default)s)')
     parser.add_argument('--max-train-images', type=int, default=None, metavar='N',

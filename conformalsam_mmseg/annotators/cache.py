@@ -314,11 +314,8 @@ def _header_problem(meta):
 
 def stale_reason(meta, *, stem=None, height=None, width=None, num_classes=None,
                  classes_sha1=None, annotator=None, topk=None):
-    """Why ``meta`` does not match what the caller expects, or None when it matches.
-    Arguments left as None are not checked."""
-    if meta.get('version') not in READ_VERSIONS:
-        return (f'format version {meta.get("version")}, this code reads versions '
-                + ' and '.join(map(str, READ_VERSIONS)))
+    """Why ``meta`` (a header that ``_parse_header`` accepted) does not match what the caller
+    expects, or None when it matches. Arguments left as None are not checked."""
     if stem is not None and meta.get('stem') != stem:
         return f'it belongs to image {meta.get("stem")!r}'
     if height is not None and (meta['height'], meta['width']) != (height, width):

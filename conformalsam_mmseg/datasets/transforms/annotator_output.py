@@ -159,25 +159,24 @@ class PackAnnotatorOutput(PackSegInputs):
             self.meta_keys = tuple(self.meta_keys) + (TOPK_KEY, )
 
     def transform(self, results):
-        packed = super().transform(results)
-        sample = packed['data_samples']
-        h, w = results['img'].shape[:2]
         if MAP_KEY not in results:
             raise KeyError(f'PackAnnotatorOutput: no {MAP_KEY} in the results; add '
                            'LoadAnnotatorOutput to the pipeline (after LoadImageFromFile), '
                            'and in a MultiBranch, use PackAnnotatorOutput in the branch that '
                            'exclusive_keys gives the annotator fields to')
-        arr = results[MAP_KEY]
+        arr, k = results[MAP_KEY], int(results[TOPK_KEY])
+        h, w = results['img'].shape[:2]
         if arr.shape[:2] != (h, w):
             raise ValueError(
                 f'PackAnnotatorOutput: {MAP_KEY} is {arr.shape[0]} x {arr.shape[1]} but the '
                 f'image is {h} x {w}. A transform moved the image without it: pad with '
                 'PadSegFields (mmcv\'s Pad pads only gt_seg_map) and use mmseg\'s Resize, '
                 'RandomCrop and RandomFlip, which transform every seg field')
-        k = int(results[TOPK_KEY])
         if arr.shape[2] != 2 * k:
             raise ValueError(f'PackAnnotatorOutput: {MAP_KEY} has {arr.shape[2]} channels, '
                              f'expected 2 x {TOPK_KEY} = {2 * k}; a transform changed it')
+        packed = super().transform(results)
+        sample = packed['data_samples']
         # one (2k, H, W) tensor: index and prob are views of one storage, which crosses from a
         # data-loader worker to the trainer as one shared-memory block
         planes = torch.from_numpy(_planes(arr))

@@ -111,3 +111,18 @@ def check_labels(labels, num_classes, ignore_index):
             'reduce_zero_label)')
     index = labels.clamp(0, num_classes - 1).to(torch.int64)
     return index, labels != ignore_index
+
+
+def check_open_unit(name, value, meaning):
+    """``value`` as a float strictly between 0 and 1, else a ValueError naming the option."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise ValueError(f'{name} must be a number strictly between 0 and 1 ({meaning}), got '
+                         f'{value!r}')
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{name} must be a number strictly between 0 and 1 ({meaning}), got '
+                         f'{value!r}') from None
+    if not 0 < v < 1:   # NaN fails too
+        raise ValueError(f'{name} must lie strictly between 0 and 1 ({meaning}), got {v!r}')
+    return v

@@ -13,7 +13,10 @@ against its ground truth:
 
 Methods: ``raw`` (the annotator's argmax everywhere), ``threshold`` (the argmax where its
 probability >= tau), ``conformal`` (prediction sets C(x) = {k : 1 - p_k <= q_k} and the paper's
-foreground-first rule; without a background class it keeps the most probable class of the set).
+foreground-first rule; without a background class it keeps the most probable class of the set),
+``risk`` (the argmax where its probability >= t_k, t_k chosen by ``RiskCalibrator`` on the
+labeled images so that the error of the kept labels is at most a target; ``kept_wrong`` is the
+share of labeled pixels kept and wrong, the quantity the 'kept_error' risk controls).
 On a data set without a background class the pixel-mode filter keeps the argmax exactly when
 max p >= 1 - q: it is a confidence threshold whose tau the calibration chooses. The curves
 therefore show the threshold family (every tau) with the conformal points on or off it.
@@ -26,7 +29,8 @@ import numpy as np
 import torch
 
 from conformalsam_mmseg.annotators.cache import topk_to_dense
-from conformalsam_mmseg.conformal import (ConformalCalibrator, filter_pseudo_labels,
+from conformalsam_mmseg.conformal import (ConformalCalibrator, RiskCalibrator,
+                                          confidence_pseudo_labels, filter_pseudo_labels,
                                           get_score)
 
 IGNORE = 255
@@ -41,11 +45,13 @@ class LabelCounts:
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
         self.kept = 0
         self.pixels = 0
+        self.labeled = 0
 
     def update(self, labels, gt):
         kept = labels != IGNORE
         self.kept += int(kept.sum())
         self.pixels += labels.numel()
+        self.labeled += int((gt != IGNORE).sum())
         both = kept & (gt != IGNORE)
         idx = gt[both].long() * self.k + labels[both].long()
         self.confusion += torch.bincount(idx, minlength=self.k * self.k).view(self.k, self.k)
@@ -61,6 +67,7 @@ class LabelCounts:
         return dict(
             kept_ratio=self.kept / max(self.pixels, 1),
             precision=float(tp.sum() / c.sum().clamp(min=1)),
+            kept_wrong=float((c.sum() - tp.sum()) / max(self.labeled, 1)),
             mIoU=float(iou[present].nanmean()) if present.any() else float('nan'),
             per_class_precision={n: float(p) for n, p in zip(class_names, precision)},
             per_class_iou={n: float(v) for n, v in zip(class_names, iou)})
@@ -94,17 +101,21 @@ class ConfidenceCurve:
                     precision=(correct / labeled)[keep].tolist())
 
 
-def methods(alphas, taus, modes=('pixel', 'class')):
+def methods(alphas, taus, modes=('pixel', 'class'), risk_targets=(),
+            risks=('false_label_rate', 'kept_error'), delta=0.1):
     """The table's methods, in order."""
     rows = [dict(name='raw', kind='raw')]
     rows += [dict(name=f'threshold {t:g}', kind='threshold', tau=t) for t in taus]
     rows += [dict(name=f'conformal {m}, alpha {a:g}', kind='conformal', mode=m, alpha=a)
              for m in modes for a in alphas]
+    rows += [dict(name=f'risk {r} {m}, target {t:g}', kind='risk', risk=r, mode=m, target=t,
+                  delta=delta)
+             for r in risks for m in modes for t in risk_targets]
     return rows
 
 
 def evaluate(source, labeled, unlabeled, class_names, *, alphas=(0.05, 0.1, 0.2),
-             taus=(0.5, 0.9), curve_alphas=(), progress=None):
+             taus=(0.5, 0.9), curve_alphas=(), progress=None, risk_targets=()):
     """Quality of every method on ``unlabeled``, calibrated on ``labeled``.
 
     Args:
@@ -115,12 +126,16 @@ def evaluate(source, labeled, unlabeled, class_names, *, alphas=(0.05, 0.1, 0.2)
 
     Returns a dict: ``methods`` (name -> metrics and settings), ``thresholds`` (method ->
     q list), ``curve`` (confidence-threshold curve), ``class_curve`` (alpha -> (kept ratio,
-    precision) of class-mode conformal labels), ``calibration_seconds``.
+    precision) of class-mode conformal labels), ``calibration_seconds``, and with
+    ``risk_targets`` ``risk_calibration`` (method -> the RiskCalibration as a dict).
     """
     progress = progress or (lambda it, desc: it)
     k = len(class_names)
-    table = methods(alphas, taus)
+    table = methods(alphas, taus, risk_targets=risk_targets)
     conformal = [m for m in table if m['kind'] == 'conformal']
+    risk_rows = [m for m in table if m['kind'] == 'risk']
+    # one histogram serves every risk row: the procedures only read it
+    risk_calibrator = RiskCalibrator(k) if risk_rows else None
     curve_extra = [dict(name=f'curve class alpha {a:g}', kind='conformal', mode='class',
                         alpha=a) for a in curve_alphas if a not in alphas]
     calibrated = conformal + curve_extra
@@ -134,7 +149,15 @@ def evaluate(source, labeled, unlabeled, class_names, *, alphas=(0.05, 0.1, 0.2)
         scores = lac.true_class(probs.unsqueeze(0), gt.clamp(max=k - 1).unsqueeze(0))
         for cal in calibrators:
             cal.update(scores, gt.unsqueeze(0), is_scores=True)
+        if risk_calibrator is not None:
+            risk_calibrator.update(probs.unsqueeze(0), gt.unsqueeze(0))
     q = {m['name']: cal.thresholds() for m, cal in zip(calibrated, calibrators)}
+    risk_results = {}
+    for m in risk_rows:
+        cal = RiskCalibrator(k, m['target'], risk=m['risk'], delta=m['delta'], mode=m['mode'])
+        cal.histogram = risk_calibrator.histogram
+        risk_results[m['name']] = cal.calibrate(class_names=class_names, warn=False)
+        q[m['name']] = risk_results[m['name']].thresholds
     calibration_seconds = time.perf_counter() - start
 
     counts = {m['name']: LabelCounts(k) for m in table + curve_extra}
@@ -148,7 +171,8 @@ def evaluate(source, labeled, unlabeled, class_names, *, alphas=(0.05, 0.1, 0.2)
 
     out = dict(methods={}, thresholds={n: v.tolist() for n, v in q.items()},
                curve=curve.points(), class_curve={},
-               calibration_seconds=calibration_seconds)
+               calibration_seconds=calibration_seconds,
+               risk_calibration={n: r.to_dict() for n, r in risk_results.items()})
     for m in table:
         out['methods'][m['name']] = dict(m, **counts[m['name']].metrics(class_names))
     for m in curve_extra + [m for m in conformal if m['mode'] == 'class']:
@@ -166,6 +190,8 @@ def _labels(method, probs, argmax, max_prob, q):
         return argmax
     if kind == 'threshold':
         return argmax.masked_fill(max_prob < method['tau'], IGNORE)
+    if kind == 'risk':
+        return confidence_pseudo_labels(probs, q[method['name']], dtype=torch.long)
     return filter_pseudo_labels(probs.unsqueeze(0), q[method['name']], rule='foreground_first',
                                 background_index=None, dtype=torch.long)[0]
 

@@ -166,6 +166,9 @@ def _quality_section(quality, s):
     for name in quality:
         if name != 'cross_sequence':
             lines += ['', f'### {NAMES.get(name, name)}', ''] + _quality_table(quality[name])
+    lines += ['', 'The risk-controlled filter (thresholds chosen on the labeled images so that the '
+              'error of the kept labels is at most a target, with the actual precision on these '
+              'unlabeled images): [camvid_risk.md](camvid_risk.md).']
     lines += ['', '![precision vs kept ratio](camvid_precision_vs_kept.png)', '',
               '![filtered pseudo-labels](camvid_pseudo_labels.png)']
     return '\n'.join(lines)
@@ -336,3 +339,100 @@ def plot_examples(q, stems, path, num=2, alpha=0.2, mode='pixel'):
     panels = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
               for p in panels]
     cv2.imwrite(path, np.concatenate(panels, axis=0)[..., ::-1])
+
+
+# --- the risk-controlled filter ---------------------------------------------------------------
+def write_risk(q, out_dir, split):
+    """docs/results/camvid_risk.md from ``run.run_risk_quality``'s results."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = osp.join(out_dir, 'camvid_risk.md')
+    with open(path, 'w') as f:
+        f.write(_risk_section(q, split) + '\n')
+    return path
+
+
+def _fmt_t(values):
+    finite = [v for v in values if v is not None and not math.isinf(v)]
+    if not finite:
+        return 'inf (keep nothing)'
+    if len(set(values)) == 1:
+        return f'{finite[0]:.4f}'
+    lo, hi = min(finite), max(finite)
+    inf = sum(1 for v in values if v is None or math.isinf(v))
+    return f'{lo:.3f}-{hi:.3f}' + (f' ({inf} x inf)' if inf else '')
+
+
+def _risk_section(q, split):
+    lines = [
+        f"# CamVid: risk-controlled pseudo-labels (split {_frac(split)}: calibrated on its "
+        f"{q['labeled']} labeled images, measured on its {q['unlabeled']} unlabeled images)", '',
+        'Made by `benchmarks/camvid/run.py --risk-only` (no training) with the cross-sequence '
+        'annotator (`tools/train_camvid_annotator.py`: trained on Seq05VD only, its top-3 '
+        'probabilities on CamVid train). "risk R mode, target x" keeps the annotator\'s argmax '
+        'where its probability is >= t, t chosen on the labeled images only '
+        '(`RiskCalibrator`, 1024 bins, delta 0.1, class mode with the pooled fallback; '
+        '[conformal.md](../conformal.md#risk-controlled-pseudo-labels)). Every other column is '
+        'measured on the ground truth of the unlabeled images: kept = kept / all pixels; '
+        'precision = correct / kept pixels with a ground-truth label (the false label rate is '
+        '1 - precision); kept & wrong = kept wrong pixels / pixels with a ground-truth label '
+        '(what \'kept_error\' controls). Estimated risk: the labeled images\' mean per-image '
+        'risk at t, with its 90% Hoeffding-Bentkus interval.', '',
+        '| labels | t | kept % | precision % | kept & wrong % | outcome on the labeled images |',
+        '|---|---|---|---|---|---|']
+    thresholds = q['thresholds']
+    for name, m in q['methods'].items():
+        if m['kind'] == 'conformal' and m['mode'] == 'class':
+            continue
+        if m['kind'] == 'risk':
+            cal = q['risk_calibration'][name]
+            pooled = cal['groups'][0]
+            lo, hi = pooled['risk_interval']
+            own = [g for g in cal['groups'][1:]]
+            if cal['mode'] == 'pixel':
+                outcome = (f"{pooled['source']}, {pooled['n']} images (>= {pooled['n_needed']}"
+                           f" needed); est. risk {100 * pooled['risk']:.2f}% "
+                           f"[{100 * lo:.2f}, {100 * hi:.2f}]")
+            else:
+                calibrated = sum(g['source'] == 'calibrated' for g in own)
+                nothing = sum(g['source'] == 'keep_nothing' for g in own)
+                fallback = len(own) - calibrated - nothing
+                outcome = (f'{calibrated} classes calibrated, {nothing} keep nothing, '
+                           f'{fallback} on the pooled fallback (pooled t: {pooled["source"]})')
+            t = _fmt_t([math.inf if v is None else v for v in thresholds[name]])
+        elif m['kind'] == 'threshold':
+            t, outcome = f"{m['tau']:g}", 'fixed (no calibration)'
+        elif m['kind'] == 'conformal':
+            t = f"1 - q = {1 - thresholds[name][0]:.4f}"
+            outcome = f"paper's filter, pixel mode, alpha {m['alpha']:g}"
+        else:
+            t, outcome = '0', 'the annotator\'s argmax everywhere'
+        precision = _pct(m['precision']) if m['kept_ratio'] else '- (none kept)'
+        lines.append(f"| {name} | {t} | {_pct(m['kept_ratio'])} | {precision} | "
+                     f"{_pct(m.get('kept_wrong'))} | {outcome} |")
+    classes = list(q['methods']['raw']['per_class_precision'])
+    class_rows = [n for n, m in q['methods'].items()
+                  if m['kind'] == 'risk' and m['mode'] == 'class']
+    if class_rows:
+        lines += ['', 'Class mode: t_k per class (inf: keep nothing; (p): the pooled fallback, '
+                  'too few labeled images predict the class for its own guarantee) and the '
+                  'actual precision (%) of each class\'s kept labels on the unlabeled images:',
+                  '', '| labels | ' + ' | '.join(classes) + ' |',
+                  '|---|' + '---|' * len(classes)]
+        for name in class_rows:
+            cal = q['risk_calibration'][name]
+            m = q['methods'][name]
+            cells = []
+            for g in cal['groups'][1:]:
+                t = 'inf' if g['threshold'] is None else f"{g['threshold']:.3f}"
+                mark = ' (p)' if g['source'].startswith('fallback') else ''
+                cells.append(f"{t}{mark}: {_pct(m['per_class_precision'][g['name']])}")
+            lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+        needed = {}
+        for name in class_rows:
+            cal = q['risk_calibration'][name]
+            needed[(cal['risk'], cal['target'])] = cal['groups'][0]['n_needed']
+        lines += ['', 'Labeled images needed for any certificate (zero observed risk): '
+                  + '; '.join(f'{r} at target {t:g}: {n}' for (r, t), n in needed.items())
+                  + '. Per class, the count is of the labeled images in which the annotator '
+                  'predicts the class.']
+    return '\n'.join(lines)

@@ -19,7 +19,14 @@ conformalsam = dict(
     self_reliance_at=0.75,       # Stage II from 75% of max_iters (VOC 60/80, ADE20K 30/40 ep.);
                                  # None: Stage I only
     # 'conformal' (the method); 'confidence': baseline keeping the annotator's argmax where its
-    # probability >= confidence_threshold (0: the raw labels), no calibration
+    # probability >= confidence_threshold (0: the raw labels), no calibration; 'risk': the
+    # argmax where its probability >= a threshold calibrated on the labeled images so that the
+    # error of the kept labels is at most target_error (docs/conformal.md)
     filter='conformal',
     confidence_threshold=None,
+    target_error=0.05,           # filter='risk': the tolerated error of the kept labels
+    risk='false_label_rate',     # per-image wrong / kept (Learn-then-Test); 'kept_error':
+                                 # per-image kept-and-wrong / labeled (conformal risk control)
+    delta=0.1,                   # Learn-then-Test: P(error > target_error) <= delta
+    fallback='pooled',           # mode='class', classes with too few images: 'keep_nothing'
     stage_one_weights=dict(sup=1.0, unsup=1.0))

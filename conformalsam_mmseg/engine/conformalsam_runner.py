@@ -15,7 +15,10 @@ pipelines from a sibling base, so the runner does it, explicitly, before buildin
 Two switches make the baselines that ConformalSAM is compared with, from the same config:
 ``filter='confidence'`` replaces conformal calibration by a fixed confidence threshold
 ``confidence_threshold`` (0: the annotator's raw labels), and ``self_reliance_at=None`` stays in
-Stage I for the whole run.
+Stage I for the whole run. ``filter='risk'`` keeps the annotator's argmax where its confidence
+reaches a threshold that the calibration hook chooses on the labeled images so that the error
+of the kept labels is controlled (``target_error``, ``risk``, ``delta``, ``mode``,
+``fallback``; docs/conformal.md).
 
 ``apply_conformalsam(cfg)`` is the same rewrite for code that builds runners itself.
 """
@@ -44,7 +47,8 @@ def _index(pipeline, type_name, where):
                      'the semi-supervised pipelines of configs/_base_/datasets/semi/.')
 
 
-FILTERS = ('conformal', 'confidence')
+FILTERS = ('conformal', 'confidence', 'risk')
+RISK_KEYS = ('target_error', 'risk', 'delta', 'fallback')
 
 
 def _pseudo_label_head(csam, classes):
@@ -56,6 +60,10 @@ def _pseudo_label_head(csam, classes):
     if kind not in FILTERS:
         raise ValueError(f'conformalsam.filter must be one of {FILTERS}, got {kind!r}')
     if kind == 'conformal':
+        return head, True
+    if kind == 'risk':
+        # the hook's RiskCalibrator sets confidence thresholds t_k: argmax where p >= t_k
+        head.update(filter='confidence')
         return head, True
     tau = csam.get('confidence_threshold')
     if tau is None or not 0 <= float(tau) <= 1:
@@ -115,13 +123,16 @@ def apply_conformalsam(cfg):
 
     hooks = list(cfg.get('custom_hooks') or [])
     if calibrated:
-        hooks.append(dict(
+        hook = dict(
             type='ConformalCalibrationHook', cache_dir=cache_dir,
             alpha=csam.get('alpha', 0.05), mode=csam.get('mode', 'pixel'),
             score=csam.get('score', 'lac'), rule=csam.get('rule', 'foreground_first'),
             background_index=csam.get('background_index'),
             holdout_folds=csam.get('holdout_folds', 5),
-            interval=csam.get('calibration_interval')))
+            interval=csam.get('calibration_interval'))
+        if csam.get('filter') == 'risk':
+            hook.update(filter='risk', **{k: csam[k] for k in RISK_KEYS if k in csam})
+        hooks.append(hook)
     switch_at = csam.get('self_reliance_at', 0.75)
     if switch_at is not None:
         hooks.append(dict(type='SelfRelianceHook', switch_at=switch_at))

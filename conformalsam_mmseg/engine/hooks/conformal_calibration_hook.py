@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from ...annotators.base import image_stem
 from ...annotators.cache import AnnotatorCache, read_manifest, topk_to_dense
-from ...conformal import (ConformalCalibrator, FilterStats, calibration_report,
-                          filter_pseudo_labels, prediction_sets)
+from ...conformal import (ConformalCalibrator, FilterStats, RiskCalibrator,
+                          annotator_argmax, calibration_report, confidence_pseudo_labels,
+                          filter_pseudo_labels, prediction_sets, threshold_grid)
 
 
 @HOOKS.register_module()
@@ -37,12 +38,27 @@ class ConformalCalibrationHook(Hook):
         rule, background_index: the set-to-label rule used for the report's kept ratio.
         holdout_folds: folds for the held-out coverage (0 or 1: not measured).
         interval: recalibrate every this many iterations (None: only before training).
+        filter: ``'conformal'`` (the paper's prediction sets, above) or ``'risk'``: a
+            :class:`RiskCalibrator` chooses confidence thresholds t_k so that the error of the
+            kept labels is at most ``target_error`` (``risk``, ``delta``, ``mode`` 'pixel' or
+            'class', ``fallback``; docs/conformal.md). Its report gives the thresholds, the kept
+            ratio on the unlabeled images, and the calibration images' estimated error with a
+            1 - delta interval; a 'keep nothing' outcome is logged as a warning with the number
+            of labeled images needed.
     """
     priority = 'HIGH'
 
     def __init__(self, cache_dir, alpha=0.05, mode='pixel', score='lac',
                  rule='foreground_first', background_index=None, holdout_folds=5,
-                 interval=None):
+                 interval=None, filter='conformal', target_error=0.05,
+                 risk='false_label_rate', delta=0.1, fallback='pooled'):
+        if filter not in ('conformal', 'risk'):
+            raise ValueError(f"filter must be 'conformal' or 'risk', got {filter!r}")
+        self.filter = filter
+        self.risk_options = dict(target_error=target_error, risk=risk, delta=delta,
+                                 mode=mode, fallback=fallback)
+        if filter == 'risk':
+            RiskCalibrator(1, **self.risk_options)   # bad options fail here, before training
         self.cache_dir = cache_dir
         self.alpha, self.mode, self.score = alpha, mode, score
         self.rule, self.background_index = rule, background_index
@@ -60,6 +76,8 @@ class ConformalCalibrationHook(Hook):
 
     # --- what -------------------------------------------------------------------------------
     def calibrate(self, runner):
+        if self.filter == 'risk':
+            return self.calibrate_risk(runner)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         head = model.pseudo_label_head
         labeled = runner.train_dataloader.dataset.labeled
@@ -112,6 +130,86 @@ class ConformalCalibrationHook(Hook):
         self._log(runner, report, q, classes)
         if rank == 0:
             self._write(runner.work_dir, report, q, classes)
+
+    def calibrate_risk(self, runner):
+        """The risk-controlled filter: thresholds t_k from the labeled images, then the kept
+        ratio and precision on the labeled images and the kept ratio on the unlabeled ones."""
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        head = model.pseudo_label_head
+        dataset = runner.train_dataloader.dataset
+        labeled = dataset.labeled
+        classes = tuple(labeled.metainfo['classes'])
+        self._check_classes(classes)
+        num_classes = len(classes)
+        cache = AnnotatorCache(self.cache_dir, num_classes=num_classes, class_names=classes)
+        load_gt = TRANSFORMS.build(dict(type='LoadCheckedAnnotations', num_classes=num_classes))
+        rank, world_size = get_dist_info()
+        images = list(range(rank, len(labeled), world_size))
+
+        calibrator = RiskCalibrator(num_classes, **self.risk_options)
+        self._stream(runner, 'calibrating', labeled, images, cache, load_gt,
+                     lambda i, probs, gt: calibrator.update(probs, gt))
+        calibrator = calibrator.all_reduce()   # every rank: all labeled images
+        result = calibrator.calibrate(class_names=list(classes), warn=False)
+        t = result.thresholds
+        head.set_thresholds(t)
+
+        stats, unlabeled_stats = FilterStats(num_classes), FilterStats(num_classes)
+        self._stream(runner, 'measuring', labeled, images, cache, load_gt,
+                     lambda i, probs, gt: stats.update(confidence_pseudo_labels(probs, t),
+                                                       annotator_argmax(probs)[1], gt))
+        unlabeled = dataset.unlabeled
+        for i in tqdm(range(rank, len(unlabeled), world_size), disable=rank != 0,
+                      desc='ConformalSAM kept ratio on unlabeled images', unit='img',
+                      dynamic_ncols=True):
+            info = unlabeled.get_data_info(i)
+            entry = cache.load(image_stem(info['img_path']), img_path=info['img_path'])
+            probs = topk_to_dense(entry.index, entry.prob, num_classes).unsqueeze(0)
+            unlabeled_stats.update(confidence_pseudo_labels(probs, t),
+                                   annotator_argmax(probs)[1])
+        if is_distributed():
+            stats = self._reduce_stats(stats)
+            unlabeled_stats = self._reduce_stats(unlabeled_stats)
+
+        labeled_report = calibration_report_stats(stats, classes)
+        unlabeled_report = calibration_report_stats(unlabeled_stats, classes)
+        pooled = calibrator.group_selection(None)[0]
+        report = dict(filter='risk', calibration=result.to_dict(),
+                      labeled=labeled_report, unlabeled=unlabeled_report,
+                      risk_curve=dict(thresholds=[None if v == float('inf') else v for v in
+                                                  threshold_grid(
+                                                      calibrator.histogram.num_bins).tolist()],
+                                      risk=pooled.risk.tolist()))
+        self.last_report = report
+        self._log_risk(runner, result, report, classes)
+        if rank == 0:
+            with open(osp.join(runner.work_dir, 'calibration_report.json'), 'w') as f:
+                json.dump(report, f, indent=2, default=_json_default)
+            plot_risk_calibration(osp.join(runner.work_dir, 'calibration_report.png'), report,
+                                  t, classes)
+
+    def _log_risk(self, runner, result, report, classes):
+        hub = runner.message_hub
+        kept = report['unlabeled']['filtering']['kept_ratio']
+        pooled = result.groups[0]
+        lo, hi = pooled.risk_interval
+        t = result.thresholds.tolist()
+        shown = (f'{t[0]:.4f}' if result.mode == 'pixel' else
+                 ', '.join(f'{c}: {v:.4f}' for c, v in zip(classes, t)))
+        runner.logger.info(
+            f'ConformalSAM risk calibration ({result.risk} <= {result.target:g}, '
+            f'delta={result.delta:g}, mode={result.mode}, {pooled.n} labeled images): t = '
+            f'{shown}; kept ratio on the unlabeled images '
+            + ('-' if kept is None else f'{kept:.4f}')
+            + f'; estimated {result.risk} on the labeled images {pooled.risk:.4f} '
+            f'[{lo:.4f}, {hi:.4f}] ({1 - result.delta:g} interval)\n{result.table()}')
+        for note in result.notes:
+            runner.logger.warning(f'ConformalSAM risk calibration: {note}')
+        for c, v in zip(classes, t):
+            hub.update_scalar(f'train/conformal_t/{c}', min(float(v), 2.0))
+        if kept is not None:
+            hub.update_scalar('train/conformal_kept_ratio', kept)
+        hub.update_scalar('train/conformal_estimated_risk', pooled.risk)
 
     def _stream(self, runner, what, dataset, images, cache, load_gt, fn):
         rank, _ = get_dist_info()
@@ -169,6 +267,64 @@ class ConformalCalibrationHook(Hook):
             json.dump(report, f, indent=2, default=_json_default)
         plot_calibration(osp.join(work_dir, 'calibration_report.png'), report, q, classes,
                          self.alpha)
+
+
+def calibration_report_stats(stats, classes):
+    """Per class and overall kept ratio (and precision, with ground truth) of FilterStats."""
+    def ratio(num, den):
+        return None if int(den) == 0 else int(num) / int(den)
+    return dict(
+        filtering=dict(pixels=stats.pixels, kept_ratio=ratio(stats.kept.sum(),
+                                                             stats.annotator.sum()),
+                       precision=ratio(stats.correct.sum(), stats.assigned_labeled.sum())),
+        classes=[dict(name=c, annotator=int(stats.annotator[k]),
+                      kept_ratio=ratio(stats.kept[k], stats.annotator[k]),
+                      precision=ratio(stats.correct[k], stats.assigned_labeled[k]))
+                 for k, c in enumerate(classes)])
+
+
+def plot_risk_calibration(path, report, t, classes):
+    """Left: the labeled images' mean risk R(t) against t, the target and the chosen t (pixel
+    mode's). Right, per class: t_k, kept ratio on the unlabeled images, precision of the kept
+    labels on the labeled images."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    cal = report['calibration']
+    curve = report['risk_curve']
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(max(9, 0.5 * len(classes) + 6), 3.8),
+        gridspec_kw=dict(width_ratios=[1, max(1.2, len(classes) / 8)]))
+    xs = [x for x in curve['thresholds'] if x is not None]
+    left.plot(xs, curve['risk'][:len(xs)], color='0.3', lw=1.2,
+              label=f"{cal['risk']} on labeled images")
+    left.axhline(cal['target'], color='tab:red', ls='--', lw=1, label='target')
+    pooled = cal['groups'][0]
+    if pooled['threshold'] is not None:
+        left.axvline(pooled['threshold'], color='tab:blue', lw=1,
+                     label=f"t = {pooled['threshold']:.3f}")
+    left.set_xlabel('confidence threshold t')
+    left.set_ylabel('mean per-image risk')
+    left.set_title('all pixels: ' + (pooled['source'] if pooled['threshold'] is not None
+                                     else 'keep nothing'), fontsize=9)
+    left.legend(fontsize=7)
+    unl = {row['name']: row for row in report['unlabeled']['classes']}
+    lab = {row['name']: row for row in report['labeled']['classes']}
+    series = {'threshold t': [min(float(v), 1.0) for v in t],
+              'kept ratio (unlabeled)': [unl[c]['kept_ratio'] or 0.0 for c in classes],
+              'precision (labeled)': [lab[c]['precision'] or 0.0 for c in classes]}
+    width = 0.27
+    for j, (name, values) in enumerate(series.items()):
+        right.bar([i + (j - 1) * width for i in range(len(classes))], values, width, label=name)
+    right.set_xticks(range(len(classes)))
+    right.set_xticklabels(classes, rotation=45, ha='right')
+    right.set_ylim(0, 1.05)
+    right.set_title(f"risk-controlled labels: {cal['risk']} <= {cal['target']:g}, "
+                    f"delta {cal['delta']:g}, mode {cal['mode']}", fontsize=9)
+    right.legend(fontsize=7, ncol=3, loc='upper center', bbox_to_anchor=(0.5, -0.3))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _json_default(value):

@@ -5,6 +5,10 @@ class probabilities P; the calibrator, run on the labeled images, gives the thre
 an unlabeled pixel x gets the prediction set C(x) = {k : s_k(x) <= q_k} (LAC: s_k = 1 - P_k)
 and a label by the set-to-label rule (the paper's foreground-first "class-conditional
 filtering" by default), or 255 when rejected.
+
+With ``filter='confidence'`` the thresholds are confidence thresholds t_k instead (the risk
+calibration's, or a fixed one): a pixel keeps the annotator's argmax k when p_k >= t_k, else
+255 (t_k = +inf keeps nothing).
 """
 import math
 
@@ -14,7 +18,7 @@ from torch import nn
 from mmseg.registry import MODELS
 
 from ...annotators.cache import topk_to_dense
-from ...conformal import RULES, filter_pseudo_labels
+from ...conformal import RULES, confidence_pseudo_labels, filter_pseudo_labels
 
 INDEX_KEY = 'annotator_topk_index'
 PROB_KEY = 'annotator_topk_prob'
@@ -56,12 +60,19 @@ class SEEMPseudoLabelHead(nn.Module):
         thresholds: optional fixed q (one number or one per class), set at construction
             instead of by a calibration; e.g. the fixed-confidence baselines of
             ``apply_conformalsam`` (q = 1 - tau under LAC with 'argmax_in_set').
+        filter: ``'conformal'`` (default): the thresholds are conformal q_k and ``rule``
+            turns prediction sets into labels; ``'confidence'``: they are confidence
+            thresholds t_k (``RiskCalibrator.thresholds()``) and the label is the annotator's
+            argmax where its probability is >= t_k (``rule`` and ``score`` are not used).
     """
 
     def __init__(self, num_classes, classes=None, rule='foreground_first', background_index=0,
                  score='lac', ignore_index=255, per_class_stats=True, stats_prefix='pseudo_',
-                 filter_device='cpu', thresholds=None):
+                 filter_device='cpu', thresholds=None, filter='conformal'):
         super().__init__()
+        if filter not in ('conformal', 'confidence'):
+            raise ValueError(f"filter must be 'conformal' or 'confidence', got {filter!r}")
+        self.filter = filter
         if rule not in RULES:
             raise ValueError(f'rule must be one of {RULES}, got {rule!r}')
         if classes is not None and len(classes) != num_classes:
@@ -83,7 +94,9 @@ class SEEMPseudoLabelHead(nn.Module):
 
     # --- thresholds -----------------------------------------------------------------------
     def set_thresholds(self, q):
-        """Set q: one number or one per class (``ConformalCalibrator.thresholds()``)."""
+        """Set q (or t with ``filter='confidence'``): one number or one per class
+        (``ConformalCalibrator.thresholds()``, ``RiskCalibrator.thresholds()``); +inf keeps
+        nothing."""
         q = torch.as_tensor(q, dtype=torch.float64).reshape(-1)
         if q.numel() == 1:
             q = q.expand(self.num_classes)
@@ -177,6 +190,9 @@ class SEEMPseudoLabelHead(nn.Module):
         return x if self.filter_device is None else x.to(self.filter_device)
 
     def _filter(self, probs, q):
+        if self.filter == 'confidence':
+            return confidence_pseudo_labels(probs, q, ignore_index=self.ignore_index,
+                                            dtype=torch.long)
         return filter_pseudo_labels(
             probs, q, rule=self.rule, background_index=self.background_index, score=self.score,
             ignore_index=self.ignore_index, dtype=torch.long)
@@ -196,6 +212,6 @@ class SEEMPseudoLabelHead(nn.Module):
         return stats
 
     def extra_repr(self):
-        return (f'num_classes={self.num_classes}, rule={self.rule!r}, '
+        return (f'num_classes={self.num_classes}, filter={self.filter!r}, rule={self.rule!r}, '
                 f'background_index={self.background_index}, score={self.score!r}, '
                 f'calibrated={self.is_calibrated}')

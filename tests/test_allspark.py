@@ -67,22 +67,25 @@ def test_module_output_and_attention_shapes():
     b, c_in, c, h, w = 2, 5, 8, 2, 3
     module = AllSparkModule(c_in, num_classes=K, num_tokens=h * w, embed_channels=c)
     x = torch.randn(2 * b, c_in, h, w)
-    for training, use_memory, source in ((True, False, 'batch'), (True, True, 'memory'),
-                                         (False, False, 'self')):
-        module.train(training)
+    for use_memory, source in ((False, 'batch'), (True, 'memory')):
+        module.train()
         module.prepare(None, use_memory)
         assert module(x).shape == x.shape
         assert module.kv_source == source
+    module.eval()  # evaluation: B maps in, B maps out (no labeled / unlabeled halves)
+    assert module(x[:3]).shape == x[:3].shape and module.kv_source == 'batch'
 
     attn = module.attention.eval()
     x_l, x_u = torch.randn(b, h * w, c), torch.randn(b, h * w, c)
-    out, weights = attn.labeled_attention(x_l, x_u)
-    assert out.shape == (b, h * w, c) and weights.shape == (b, 2, c, b * c)
+    out, weights = attn.labeled_attention(x_l, x_u)  # one map over all H*C key channels
+    assert out.shape == (b, h * w, c) and weights.shape == (b, 2 * c, b * 2 * c)
     out, weights = attn.labeled_attention(x_l, module.semantic_memory.as_tokens())
-    assert out.shape == (b, h * w, c) and weights.shape == (b, 2, c, K * c)
+    assert out.shape == (b, h * w, c) and weights.shape == (b, 2 * c, K * 2 * c)
     out, weights = attn.labeled_attention(x_l, x_u, paired=True)
-    assert weights.shape == (b, 2, c, c)
-    assert attn.unlabeled_attention(x_u).shape == (b, h * w, c)
+    assert weights.shape == (b, 2 * c, 2 * c)
+    out, weights = attn.unlabeled_attention(x_u)  # per head
+    assert out.shape == (b, h * w, c) and weights.shape == (b, 2, c, c)
+    assert attn.out_l.in_features == attn.out_u.in_features == 2 * c  # H*C -> C
 
 
 def test_odd_batch_is_refused_by_the_module():
@@ -101,24 +104,27 @@ def test_each_labeled_channel_is_a_convex_combination_of_unlabeled_channels():
     torch.manual_seed(0)
     b, n, c, heads = 2, 6, 4, 2
     attn = ChannelCrossAttention(c, num_heads=heads, attn_drop=0.1).eval()  # no dropout
-    with torch.no_grad():  # identity value / output projections: values are the raw channels
-        for lin in list(attn.value_l) + [attn.out_l]:
-            lin.weight.copy_(torch.eye(c))
+    with torch.no_grad():  # values: each head a copy of the channels; output: their mean
+        attn.value_l.weight.copy_(torch.eye(c).repeat(heads, 1))
+        attn.out_l.weight.copy_(torch.eye(c).repeat(1, heads) / heads)
     x_l, x_u = torch.randn(b, n, c), torch.randn(b, n, c)
     out, weights = attn.labeled_attention(x_l, x_u)
 
-    # b n c -> n (b c): key channel j = s * C + ch is channel ch of unlabeled image s.
-    u = torch.stack([x_u[s, :, ch] for s in range(b) for ch in range(c)], dim=1)  # (N, B*C)
+    # b n c -> n (b c) over the H*C projected channels: key j = s * H*C + h * C + ch is
+    # channel ch of unlabeled image s (the value projection copies it into every head).
+    u = torch.stack([x_u[s, :, ch] for s in range(b) for _ in range(heads)
+                     for ch in range(c)], dim=1)  # (N, B*H*C)
     assert (weights >= 0).all()
-    assert torch.allclose(weights.sum(-1), torch.ones(b, heads, c))
+    assert torch.allclose(weights.sum(-1), torch.ones(b, heads * c))
     for i in range(b):
-        expected = sum(weights[i, hd] @ u.T for hd in range(heads)) / heads  # (C, N)
+        reborn = weights[i] @ u.T  # (H*C, N): each a convex combination of unlabeled channels
+        expected = sum(reborn[hd * c:(hd + 1) * c] for hd in range(heads)) / heads
         assert torch.allclose(out[i], expected.T, atol=1e-6)
-        for hd in range(heads):  # the weights themselves: softmax(psi(q^T k)) by hand
-            q = x_l[i] @ attn.query_l[hd].weight.T  # (N, C)
-            k = torch.cat([x_u[s] @ attn.key_l[hd].weight.T for s in range(b)], dim=1)
-            hand = instance_norm(q.T @ k).softmax(dim=-1)
-            assert torch.allclose(weights[i, hd], hand, atol=1e-5)
+        # the weights themselves: softmax(psi(q^T k)) over the whole (H*C) x (B*H*C) map
+        q = x_l[i] @ attn.query_l.weight.T  # (N, H*C)
+        k = torch.cat([x_u[s] @ attn.key_l.weight.T for s in range(b)], dim=1)
+        hand = instance_norm(q.T @ k).softmax(dim=-1)
+        assert torch.allclose(weights[i], hand, atol=1e-5)
 
 
 # --- the semantic memory -------------------------------------------------------------------
@@ -181,8 +187,9 @@ def test_memory_length_follows_the_crop():
 
 
 # --- the segmentor -------------------------------------------------------------------------
-def test_loss_is_the_authors_formula(monkeypatch):
-    model = build_tiny().train()
+@pytest.mark.parametrize('ignore_padding', [False, True])
+def test_loss_is_the_authors_formula(monkeypatch, ignore_padding):
+    model = build_tiny(ignore_padding=ignore_padding).train()
     inputs, data_samples = fixed_batch(pad_rows=5)
     g = torch.Generator().manual_seed(1)
     logits_u_eval = 3 * torch.randn(2, K, CROP, CROP, generator=g)
@@ -201,32 +208,37 @@ def test_loss_is_the_authors_formula(monkeypatch):
     losses = model.loss(inputs, data_samples)
     # Pseudo-labels from an eval-mode, no-grad pass; the training forward in train mode.
     assert calls == [(2, False, False), (4, True, True)]
-    assert torch.allclose(model.allspark._pseudo_prob_map, logits_u_eval.softmax(1))
+    # The memory groups channels by the pseudo-label pass's logits, as the authors.
+    assert torch.equal(model.allspark._pseudo_logits, logits_u_eval)
 
     mask_x = torch.stack([s.gt_sem_seg.data[0] for s in data_samples['sup']])
     pseudo = logits_u_eval.argmax(1)  # no confidence threshold
-    pseudo[:, -5:] = 255  # padding ignored
+    if ignore_padding:
+        pseudo[:, -5:] = 255
     loss_x = F.cross_entropy(logits_train[:2], mask_x, ignore_index=255)
     loss_u = F.cross_entropy(logits_train[2:], pseudo, ignore_index=255)
     assert losses['sup_loss_x'].item() == pytest.approx(0.5 * loss_x.item(), rel=1e-6)
     assert losses['unsup_loss_u'].item() == pytest.approx(0.5 * loss_u.item(), rel=1e-6)
-    # The padded rows really are left out (the check above is not vacuous).
-    assert loss_u.item() != pytest.approx(F.cross_entropy(logits_train[2:],
-                                                          logits_u_eval.argmax(1)).item())
+    # The padded rows make a difference (the two settings are not the same loss).
+    other = logits_u_eval.argmax(1)
+    if not ignore_padding:
+        other[:, -5:] = 255
+    assert loss_u.item() != pytest.approx(F.cross_entropy(logits_train[2:], other,
+                                                          ignore_index=255).item())
     assert not any('loss' in k for k in losses if k.startswith('unsup_memory'))
 
 
-def test_inference_equals_the_image_attending_to_itself():
+def test_eval_keys_self_is_each_image_attending_to_itself():
     model = build_tiny().eval()
+    model.allspark.eval_keys = 'self'
     g = torch.Generator().manual_seed(2)
     imgs = torch.randn(2, 3, CROP, CROP, generator=g)
     memory_before = model.allspark.semantic_memory.queue.clone()
     with torch.no_grad():
         results = model.predict(imgs, samples(torch.zeros(2, CROP, CROP)))
         net = model.student
-        for i in range(2):  # the authors' forward: duplicate the input, keep the first half
-            dup = torch.cat((imgs[i:i + 1], imgs[i:i + 1]))
-            feats = net.backbone(dup)
+        for i in range(2):  # one image at a time: the batch is the image itself
+            feats = net.backbone(imgs[i:i + 1])
             feats[-1] = net.neck.allspark(feats[-1])
             manual = F.interpolate(net.decode_head(feats), size=(CROP, CROP), mode='bilinear',
                                    align_corners=False)[0]
@@ -257,7 +269,7 @@ def test_memory_is_used_only_after_the_warmup(monkeypatch):
     for source, kv, mem in seen:
         if source == 'batch':  # the unlabeled half: B = 2 images of N = 4 tokens, C = 32
             assert kv.shape == (2, 4, 32)
-        else:  # the memory as it stood before this step's update, filled by earlier steps
+        else:  # the memory, this step's channels already enqueued
             assert torch.equal(kv, mem) and kv.shape == (K, 4, 32) and kv.abs().sum() > 0
     assert int(model.iteration) == 3
     assert float(logs[-1]['unsup_memory_fill']) > 0

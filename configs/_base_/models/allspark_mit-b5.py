@@ -1,7 +1,9 @@
 # AllSpark on SegFormer MiT-B5, as the authors: MiT-B5 (embed_dims 64 -> stage widths
 # 64/128/320/512, layers [3, 6, 40, 3]) pretrained on ImageNet (mmseg's converted weights), the
 # AllSpark module on the deepest feature (AllSparkNeck: 512 channels, 2 heads, attention dropout
-# 0.1), the SegFormer MLP head with embedding 768, SyncBN. Batches are prepared branch by branch
+# 0.1), the authors' SegFormer MLP head (SegformerMLPHead: one Linear per level) with embedding
+# 768, SyncBN. mmseg's conv-BN-ReLU SegformerHead is an option: decode_head=dict(type=
+# 'SegformerHead', ...). Batches are prepared branch by branch
 # ('sup', 'unsup_weak') by the preprocessor of ./deeplabv3plus_r101.py, wrapped as in
 # ./unimatch_deeplabv3plus_r101.py.
 #
@@ -51,7 +53,7 @@ model = dict(
             num_heads=2,
             attn_drop=0.1),
         decode_head=dict(
-            type='SegformerHead',
+            type='SegformerMLPHead',
             in_channels=[64, 128, 320, 512],
             in_index=[0, 1, 2, 3],
             channels=768,

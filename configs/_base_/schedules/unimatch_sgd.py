@@ -1,13 +1,16 @@
-# The UniMatch / AllSpark recipe: SGD lr 0.001 (decode head x10), momentum 0.9, wd 1e-4,
-# poly decay with power 0.9 per iteration down to 0 at the last iteration (`end` defaults
-# to train_cfg.max_iters). Each split's config sets `train_cfg = dict(max_iters=...)`:
-# 80 epochs over the unlabeled set, an epoch being len(unlabeled) / batch iterations.
+# The UniMatch / AllSpark recipe: SGD lr 0.001, momentum 0.9, wd 1e-4; as the authors, every
+# parameter outside the backbone (the neck, e.g. AllSpark's module, and the heads) trains at
+# lr x 10 (their `lr_multi`); poly decay with power 0.9 per iteration down to 0 at the last
+# iteration (`end` defaults to train_cfg.max_iters). Each split's config sets
+# `train_cfg = dict(max_iters=...)`: 80 epochs over the unlabeled set, an epoch being
+# len(unlabeled) / batch iterations.
 optimizer = dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=1e-4)
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=optimizer,
     clip_grad=None,
     paramwise_cfg=dict(custom_keys={
+        'neck': dict(lr_mult=10.0),
         'decode_head': dict(lr_mult=10.0),
         'auxiliary_head': dict(lr_mult=10.0)
     }))

@@ -1,5 +1,4 @@
 """Where AllSpark sits in SegFormer: between MiT's deepest stage and the SegFormer head."""
-import torch
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 
@@ -27,11 +26,9 @@ class AllSparkNeck(BaseModule):
     ``EncoderDecoder`` (MixVisionTransformer -> AllSparkNeck -> SegformerHead).
 
     Training: the batch is cat(labeled, unlabeled) and the module's labeled half is reborn from
-    the unlabeled channels (or the semantic memory). Evaluation: as the authors, the deepest
-    feature is duplicated so that each image attends to itself, and the first half is kept.
-    (Duplicating the feature instead of the input image is the same computation: MiT uses
-    LayerNorm and no batch statistics, so the backbone gives both copies the same feature;
-    it saves one backbone pass.)
+    the unlabeled channels (or the semantic memory). Evaluation: the authors duplicate the
+    deepest feature and keep the first half; the module computes that half directly (see
+    :class:`AllSparkModule`), on the feature of the batch as it is.
 
     Args:
         in_channels (int): channels of MiT's last stage (512 for MiT-B5, 256 for MiT-B0).
@@ -41,6 +38,9 @@ class AllSparkNeck(BaseModule):
             ``AllSpark`` segmentor fills it from its data preprocessor's ``size`` when None.
         embed_channels (int, optional): channels inside the module (default ``in_channels``).
         num_heads (int): 2. attn_drop (float): 0.1.
+        eval_keys (str): 'batch' (the authors': in evaluation each image attends to the
+            channels of every image of the batch) or 'self' (each image to its own).
+        memory_sync (str): 'rank0' (the authors') or 'all_gather', see ``SemanticMemory``.
         patch_sizes, strides: MiT's, to compute the deepest feature size.
         feature_size (tuple, optional): (h, w) of the deepest training feature, for backbones
             other than MiT (e.g. crop // 16 for a CNN at output stride 16); when given,
@@ -48,8 +48,9 @@ class AllSparkNeck(BaseModule):
     """
 
     def __init__(self, in_channels, num_classes=None, crop_size=None, embed_channels=None,
-                 num_heads=2, attn_drop=0.1, patch_sizes=(7, 3, 3, 3), strides=(4, 2, 2, 2),
-                 feature_size=None, init_cfg=None):
+                 num_heads=2, attn_drop=0.1, eval_keys='batch', memory_sync='rank0',
+                 patch_sizes=(7, 3, 3, 3), strides=(4, 2, 2, 2), feature_size=None,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if num_classes is None or crop_size is None:
             raise ValueError(
@@ -67,12 +68,9 @@ class AllSparkNeck(BaseModule):
             h, w = feature_size
         self.allspark = AllSparkModule(in_channels, num_classes, num_tokens=h * w,
                                        embed_channels=embed_channels, num_heads=num_heads,
-                                       attn_drop=attn_drop)
+                                       attn_drop=attn_drop, eval_keys=eval_keys,
+                                       memory_sync=memory_sync)
 
     def forward(self, feats):
         *shallow, deepest = feats
-        if self.training:
-            return [*shallow, self.allspark(deepest)]
-        b = deepest.shape[0]
-        reborn = self.allspark(torch.cat((deepest, deepest)))[:b]
-        return [*shallow, reborn]
+        return [*shallow, self.allspark(deepest)]

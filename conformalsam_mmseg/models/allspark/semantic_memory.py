@@ -2,66 +2,77 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.dist import all_gather, get_world_size
+from mmengine.dist import all_gather, broadcast, get_world_size
+
+SYNC_MODES = ('rank0', 'all_gather')
 
 
 class SemanticMemory(nn.Module):
-    """One FIFO queue per class of up to ``capacity`` channel vectors of length ``length``.
+    """One FIFO queue per class of ``capacity`` channel vectors of length ``length``.
 
     A channel of the unlabeled feature map (a vector over the N = h*w positions of the deepest
     feature) is put in the queue of the class it resembles most: **channel-wise semantic
-    grouping** resizes the pseudo probability map to h x w, takes the cosine similarity between
-    each class's probability map and each channel, and assigns the channel to the argmax class.
-    Each queue keeps the ``capacity`` most recent channels (the oldest is overwritten first).
+    grouping** resizes the pseudo-label pass's logits to h x w, takes the cosine similarity
+    between each class's map and each channel, and assigns the channel to the argmax class.
 
     State (buffers, so ``state_dict`` and checkpoints hold it and a resumed run continues with
-    the same queues): ``queue`` (K, capacity, length), zeros where nothing was written yet;
-    ``ptr`` (K,) the slot the next channel of each class goes to; ``count`` (K,) how many slots
-    are filled (at most ``capacity``).
+    the same queues), as the authors': ``queue`` (K, capacity, length), initialised with
+    standard normal noise (``torch.randn``) that the channels overwrite slot by slot; ``ptr``
+    (K,) the slot the next channel of each class goes to. The queue is a ring: the i-th
+    channel enqueued into class k since the start goes to slot i mod capacity, so a step that
+    brings more than ``capacity`` channels of one class leaves its last ``capacity`` ones, each
+    in its ring slot, and moves the pointer by the number brought. ``count`` (K,) says how
+    many slots hold channels (at most ``capacity``); it is for logging only.
 
     Used as keys and values (``as_tokens``) each class is one "image" of ``capacity`` = C
-    channels, exactly the shape of one unlabeled sample's tokens (N, C): the capacity is C so
-    that the memory goes through the same key / value projections as the batch. Slots are taken
-    in storage order (ring order, as a MoCo-style queue is read); empty slots are zeros and
-    contribute zero keys and values.
+    channels, the shape of one unlabeled sample's tokens (N, C): the whole queue, noise
+    included until it is overwritten, in slot order, as the authors read it.
 
-    Distributed training: the channels and their classes are ``all_gather``-ed from all ranks
-    (rank order) before they are enqueued, so every rank holds the same memory. Per-rank
-    memories would make a resumed run differ from the interrupted one (the checkpoint saves
-    rank 0's memory only, and mmengine's DDP wrapper does not broadcast buffers); with the
-    gather, the memory sees the channels of the global batch, as a single-GPU run with the same
-    global batch would.
+    Distributed training (``sync``):
+
+    * ``'rank0'`` (the authors'): every rank enqueues its own channels into a copy of rank 0's
+      memory. The authors' DDP broadcasts module buffers from rank 0 at each training forward,
+      before the module enqueues; here the queue and pointer are broadcast from rank 0 right
+      before each enqueue, which is the same. Rank 0's memory is the one that persists (and
+      the one a checkpoint holds); the other ranks' channels are read only in their own step.
+    * ``'all_gather'``: the channels and their classes are gathered from all ranks (rank order)
+      and enqueued everywhere, so every rank holds the memory a single process with the global
+      batch would hold.
 
     Args:
         num_classes (int): K.
         capacity (int): channels per class, C of the AllSpark module.
         length (int): N = h*w of the deepest feature at the training crop.
+        sync (str): 'rank0' or 'all_gather', see above.
     """
 
-    def __init__(self, num_classes, capacity, length):
+    def __init__(self, num_classes, capacity, length, sync='rank0'):
         super().__init__()
+        if sync not in SYNC_MODES:
+            raise ValueError(f'SemanticMemory sync must be one of {SYNC_MODES}, got {sync!r}')
         self.num_classes, self.capacity, self.length = num_classes, capacity, length
-        self.register_buffer('queue', torch.zeros(num_classes, capacity, length))
+        self.sync = sync
+        self.register_buffer('queue', torch.randn(num_classes, capacity, length))
         self.register_buffer('ptr', torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer('count', torch.zeros(num_classes, dtype=torch.long))
 
     @staticmethod
-    def group(channels, prob):
+    def group(channels, logits):
         """Channel-wise semantic grouping.
 
         Args:
             channels: (B, C, h, w) unlabeled channel maps.
-            prob: (B, K, H, W) pseudo probability map of the same images.
+            logits: (B, K, H, W) the pseudo-label pass's class maps (the authors use logits).
 
         Returns:
-            (B, C) long: the class whose probability map has the largest cosine similarity
-            with each channel.
+            (B, C) long: the class whose map has the largest cosine similarity with each
+            channel (bilinear resize to h x w, align_corners=False).
         """
         b, c, h, w = channels.shape
-        prob = F.interpolate(prob.float(), size=(h, w), mode='bilinear', align_corners=False)
-        prob = F.normalize(prob.flatten(2), dim=-1)  # (B, K, N)
+        maps = F.interpolate(logits.float(), size=(h, w), mode='bilinear', align_corners=False)
+        maps = F.normalize(maps.flatten(2), dim=-1)  # (B, K, N)
         channels = F.normalize(channels.float().flatten(2), dim=-1)  # (B, C, N)
-        similarity = prob @ channels.transpose(1, 2)  # (B, K, C)
+        similarity = maps @ channels.transpose(1, 2)  # (B, K, C)
         return similarity.argmax(dim=1)
 
     def _check_length(self, n):
@@ -75,31 +86,38 @@ class SemanticMemory(nn.Module):
 
     @torch.no_grad()
     def push(self, cls, vectors):
-        """Enqueue ``vectors`` (n, length), oldest first, into the queue of class ``cls``."""
+        """Enqueue ``vectors`` (n, length), oldest first, into the ring of class ``cls``:
+        vector i goes to slot (ptr + i) mod capacity (a later one overwrites an earlier one in
+        the same slot) and the pointer moves to (ptr + n) mod capacity."""
         self._check_length(vectors.shape[1])
-        vectors = vectors[-self.capacity:]  # more than fit: the earliest are overwritten anyway
         n = vectors.shape[0]
+        kept = min(n, self.capacity)  # only the last ``capacity`` vectors survive the ring
         ptr = int(self.ptr[cls])
-        slots = (ptr + torch.arange(n, device=self.queue.device)) % self.capacity
-        self.queue[cls, slots] = vectors.to(self.queue.dtype)
+        offsets = torch.arange(n - kept, n, device=self.queue.device)
+        self.queue[cls, (ptr + offsets) % self.capacity] = vectors[n - kept:].to(self.queue.dtype)
         self.ptr[cls] = (ptr + n) % self.capacity
         self.count[cls] = min(int(self.count[cls]) + n, self.capacity)
 
     @torch.no_grad()
-    def update(self, channels, prob):
-        """Group this step's unlabeled channels (B, C, h, w) by the pseudo probability map
-        (B, K, H, W), gather them from all ranks, and enqueue each into its class."""
-        if prob.shape[0] != channels.shape[0] or prob.shape[1] != self.num_classes:
+    def update(self, channels, logits):
+        """Group this step's unlabeled channels (B, C, h, w) by the pseudo-label pass's logits
+        (B, K, H, W) and enqueue each into its class, image by image, channels in order;
+        synchronised across ranks as ``sync`` says."""
+        if logits.shape[0] != channels.shape[0] or logits.shape[1] != self.num_classes:
             raise ValueError(
-                f'The pseudo probability map has shape {tuple(prob.shape)}; the semantic memory '
+                f'The pseudo-label logits have shape {tuple(logits.shape)}; the semantic memory '
                 f'needs one map of {self.num_classes} classes per unlabeled image '
                 f'({channels.shape[0]}).')
         self._check_length(channels.shape[2] * channels.shape[3])
-        classes = self.group(channels, prob).flatten()  # (B*C,)
+        classes = self.group(channels, logits).flatten()  # (B*C,)
         vectors = channels.flatten(2).flatten(0, 1)  # (B*C, N), image-major, channel order
         if get_world_size() > 1:
-            vectors = torch.cat(all_gather(vectors.contiguous()))
-            classes = torch.cat(all_gather(classes.contiguous()))
+            if self.sync == 'rank0':
+                for buf in (self.queue, self.ptr, self.count):
+                    broadcast(buf, src=0)
+            else:
+                vectors = torch.cat(all_gather(vectors.contiguous()))
+                classes = torch.cat(all_gather(classes.contiguous()))
         for cls in classes.unique().tolist():
             self.push(cls, vectors[classes == cls])
 

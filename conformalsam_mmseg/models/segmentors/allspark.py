@@ -82,36 +82,40 @@ def _complete_neck(segmentor, data_preprocessor):
 class AllSpark(SemiSegmentor):
     """AllSpark, step by step as the authors' training loop.
 
-    The student is a SegFormer (MiT backbone, ``AllSparkNeck``, ``SegformerHead``). Each
+    The student is a SegFormer (MiT backbone, ``AllSparkNeck``, SegFormer MLP head). Each
     iteration holds B labeled images ('sup', strongly colour-augmented by the pipeline) and
-    B unlabeled images ('unsup_weak', weak view only; their map marks padding with 255):
+    B unlabeled images ('unsup_weak', weak view only):
 
-    1. no grad, eval mode: predict the unlabeled batch -> pseudo probability map (softmax) and
-       pseudo-label (argmax, no confidence threshold); hand the map to the AllSpark module for
-       channel-wise semantic grouping into the semantic memory;
-    2. train mode: forward cat(img_x, img_u_w); the labeled half's deepest feature is reborn
-       from the unlabeled channels of the batch, or, after ``memory_warmup_iters``
+    1. no grad, eval mode: predict the unlabeled batch -> logits ``pred_u_w`` and the
+       pseudo-label (argmax, no confidence threshold); hand the logits to the AllSpark module,
+       which groups the unlabeled channels by them (channel-wise semantic grouping);
+    2. train mode: forward cat(img_x, img_u_w); the module first enqueues this step's
+       unlabeled channels into the semantic memory, then reborns the labeled half's deepest
+       feature from the unlabeled channels of the batch, or, after ``memory_warmup_iters``
        iterations, from the semantic memory;
-    3. loss = (CE(pred_x, mask_x) + CE(pred_u, mask_u)) / 2, ignore 255 in both; padded
-       pixels of the unlabeled images are ignored.
+    3. loss = (CE(pred_x, mask_x) + CE(pred_u, mask_u)) / 2, ignore 255 in the labeled maps.
+       As the authors, the unlabeled loss covers every pixel of the crop, the padding (black
+       before normalisation, see the AllSpark pipelines) included; ``ignore_padding=True``
+       leaves padded pixels out.
 
     The iteration count lives in the model (buffer ``iteration``, +1 per ``loss`` call), so a
     resumed run switches the memory on at the same iteration; the memory is a buffer of the
-    module, so checkpoints hold it. Evaluation never uses the memory: each image attends to
-    itself (the neck duplicates it, as the authors).
+    module, so checkpoints hold it. Evaluation never uses the memory.
 
     semi_train_cfg keys:
         memory_warmup_iters (int): iterations before the memory is used. Default 5700 = 5
             epochs of VOC classic 1464; for other data compute it with
             ``memory_warmup_iters(5, num_unlabeled, unlabeled_per_gpu, num_gpus)``.
         loss_weights (dict): x=0.5, u=0.5 (the formula above, expanded).
+        ignore_padding (bool): leave padded pixels out of the unlabeled loss. Default False
+            (the authors').
         source_ratio (list, optional): [labeled, unlabeled] per GPU, as the sampler's; checked
             to be equal when the model is built.
     """
 
     def __init__(self, segmentor, semi_train_cfg=None, data_preprocessor=None, **kwargs):
         cfg = dict(memory_warmup_iters=DEFAULT_MEMORY_WARMUP_ITERS,
-                   loss_weights=dict(x=0.5, u=0.5))
+                   loss_weights=dict(x=0.5, u=0.5), ignore_padding=False)
         cfg.update(semi_train_cfg or {})
         _check_source_ratio(cfg.get('source_ratio'), 'semi_train_cfg.source_ratio')
         if cfg.get('ema_teacher', False):
@@ -144,20 +148,22 @@ class AllSpark(SemiSegmentor):
         with torch.no_grad():
             self.student.eval()
             pred_u_w = self.logits(self.student, img_u_w).detach()
-            prob_u_w = pred_u_w.softmax(dim=1)
-            conf_u_w, mask_u_w = prob_u_w.max(dim=1)
+            mask_u_w = pred_u_w.argmax(dim=1)
         self.student.train()
-        self.allspark.prepare(prob_u_w, use_memory=use_memory)
+        self.allspark.prepare(pred_u_w, use_memory=use_memory)
 
         pred_x, pred_u = self.logits(self.student, torch.cat((img_x, img_u_w))).split(
             [num_lb, num_ulb])
 
-        mask_u = mask_u_w.masked_fill(ignore_mask == 255, self.ignore_index)
+        mask_u = mask_u_w
+        if cfg['ignore_padding']:
+            mask_u = mask_u_w.masked_fill(ignore_mask == 255, self.ignore_index)
         loss_x = F.cross_entropy(pred_x, mask_x, ignore_index=self.ignore_index)
         loss_u = F.cross_entropy(pred_u, mask_u, ignore_index=self.ignore_index)
 
         w = cfg['loss_weights']
         valid = ignore_mask != 255
+        conf_u_w = pred_u_w.softmax(dim=1).amax(dim=1)
         memory = self.allspark.semantic_memory
         return dict(
             sup_loss_x=w['x'] * loss_x,

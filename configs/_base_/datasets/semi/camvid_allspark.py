@@ -7,6 +7,9 @@ allspark_geometric = [
     dict(type='Resize', scale=(240, 180), keep_ratio=True),
     dict(type='RandomRescale', ratio_range=(0.5, 2.0)),
     dict(type='RandomCrop', crop_size=(160, 160), cat_max_ratio=1.0),
+    # As the authors: a crop smaller than crop_size is padded black before normalisation
+    # (labels with 255; the unlabeled dummy map marks the padding 255), then flipped.
+    dict(type='PadSegFields', size=(160, 160), pad_val=dict(img=0, seg=255)),
     dict(type='RandomFlip', prob=0.5),
 ]
 # AllSpark gives labeled images UniMatch's strong colour augmentation.

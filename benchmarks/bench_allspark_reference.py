@@ -7,7 +7,7 @@ Two measurements, each ours vs the reference, alternating one iteration of each 
 from other processes hits both alike (medians and their ratio are printed):
 
 * ``module``: the AllSpark module alone, forward + backward on a (2B, C, h, w) feature of
-  MiT-B0's deepest stage (C = 256, crop // 32 + 1 positions a side), memory on, plus the
+  MiT-B0's deepest stage (C = 256, 5 x 5 positions at crop 160), memory on, plus the
   evaluation forward on B maps (the authors duplicate the feature; ours computes the half
   that is kept);
 * ``step``: the whole AllSpark training step of configs/_base_/models/allspark_mit-b0.py at
@@ -31,6 +31,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import conformalsam_mmseg  # noqa: F401
+from conformalsam_mmseg.models.allspark import deepest_feature_size
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO, 'tests'))
@@ -84,8 +85,8 @@ def main():
     # --- the module alone --------------------------------------------------------------
     module = ours.allspark
     ref_module = ReferenceAllSpark(theirs.allspark)
-    side = c // 32 + 1
-    feat = torch.randn(2 * b, module.embed[0].in_channels, side, side)
+    h, w = deepest_feature_size(c)
+    feat = torch.randn(2 * b, module.embed[0].in_channels, h, w)
     logits = torch.randn(b, k, c, c)
 
     def our_module():

@@ -5,6 +5,8 @@ import torch
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 
+from .plain_cross_entropy import check_plain_cross_entropy
+
 
 def rename_loss_dict(prefix, losses):
     """``{'loss_ce': x}`` -> ``{'sup_loss_ce': x}``: one log line tells which branch a loss is from."""
@@ -33,6 +35,10 @@ class SemiSegmentor(BaseSegmentor):
         semi_test_cfg (dict): ``predict_on`` = 'student' (default) or 'teacher'.
         data_preprocessor (dict): usually ``MultiBranchDataPreprocessor``.
 
+    The losses are computed by the subclasses as the methods' plain cross-entropy; a decode
+    head whose ``loss_decode`` says otherwise (OHEM, class weights, ...) is refused when the
+    model is built.
+
     A plain segmentor checkpoint (keys without 'student.'/'teacher.') loads into both networks,
     so a supervised model can initialise a semi-supervised run.
     """
@@ -43,6 +49,7 @@ class SemiSegmentor(BaseSegmentor):
         self.semi_train_cfg = dict(semi_train_cfg or {})
         self.semi_test_cfg = dict(semi_test_cfg or {})
         self.student = MODELS.build(copy.deepcopy(segmentor))
+        check_plain_cross_entropy(self.student.decode_head, type(self).__name__)
         if self.semi_train_cfg.get('ema_teacher', False):
             self.teacher = MODELS.build(copy.deepcopy(segmentor))
             self.teacher.requires_grad_(False)

@@ -26,6 +26,13 @@ class MultiSourceSampler(Sampler):
     ids. The same seed gives the same stream on every run; ranks must share the seed
     (``seed=None`` draws one and broadcasts it).
 
+    Repeats. ``source_repeats=[1, 2]`` with ``source_ratio=[B, 2B]`` draws B unlabeled images
+    per batch and yields them twice in the same order: unlabeled samples i and B + i name the
+    same image, and the pipeline loads and augments each occurrence on its own (its own random
+    rescale, crop, flip and colours). This is UniMatch's CutMix source batch, which the authors
+    read from a second pass of the unlabeled loader in the same sampler order. Without it
+    (``None``, every repeat 1) all 2B unlabeled samples are distinct images of the pass.
+
     The dataloader groups consecutive indices, so its ``batch_size`` must be this sampler's
     ``batch_size`` = ``sum(source_ratio)``; set both from one variable in the config::
 
@@ -38,13 +45,16 @@ class MultiSourceSampler(Sampler):
         dataset (ConcatDataset): one sub-dataset per source, in the order of source_ratio.
         batch_size (int): samples per batch (and per rank).
         source_ratio (list[int]): samples per batch from each source.
+        source_repeats (list[int], optional): per source, how many times each drawn index is
+            yielded: source s gives source_ratio[s] / source_repeats[s] distinct indices, then
+            the same block again, source_repeats[s] blocks in all. Default None: all 1.
         shuffle (bool): permute each pass (else pass k is 0..n-1). Default True.
         seed (int, optional): the runner passes its seed; None draws a shared random one.
         rank, world_size (int, optional): default from ``get_dist_info()``.
     """
 
     def __init__(self, dataset, batch_size, source_ratio, shuffle=True, seed=None,
-                 rank=None, world_size=None):
+                 rank=None, world_size=None, source_repeats=None):
         if not hasattr(dataset, 'datasets'):
             raise TypeError('MultiSourceSampler needs a ConcatDataset of one dataset per source '
                             f"(dict(type='ConcatDataset', datasets=[...])), got {type(dataset)}")
@@ -62,6 +72,7 @@ class MultiSourceSampler(Sampler):
                 f'sum(source_ratio) = {sum(source_ratio)} (source_ratio={source_ratio}); set '
                 "train_dataloader.batch_size and the sampler's batch_size to "
                 f'{sum(source_ratio)}.')
+        self.source_repeats = self._check_repeats(source_repeats, source_ratio)
         empty = [i for i, n in enumerate(sizes) if n == 0]
         if empty:
             raise ValueError(f'MultiSourceSampler: source(s) {empty} of the ConcatDataset are '
@@ -81,6 +92,24 @@ class MultiSourceSampler(Sampler):
         # Every rank must permute alike for the shards to be disjoint: share one seed.
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.epoch = 0
+
+    @staticmethod
+    def _check_repeats(source_repeats, source_ratio):
+        if source_repeats is None:
+            return [1] * len(source_ratio)
+        repeats = [int(r) for r in source_repeats]
+        if len(repeats) != len(source_ratio) or any(r < 1 for r in repeats):
+            raise ValueError(
+                f'MultiSourceSampler: source_repeats={list(source_repeats)} needs one entry '
+                f'>= 1 per source ({len(source_ratio)} sources); e.g. [1, 2] for UniMatch.')
+        bad = [s for s, (n, r) in enumerate(zip(source_ratio, repeats)) if n % r]
+        if bad:
+            raise ValueError(
+                f'MultiSourceSampler: source_ratio={source_ratio} is not divisible by '
+                f'source_repeats={repeats} at source(s) {bad}: each source\'s samples per batch '
+                'are its distinct images times its repeats, e.g. source_ratio=[B, 2 * B] with '
+                'source_repeats=[1, 2].')
+        return repeats
 
     def shard(self, source, k, epoch=None):
         """Local indices (within ``source``) that this rank reads in pass ``k``."""
@@ -103,9 +132,11 @@ class MultiSourceSampler(Sampler):
         epoch = self.epoch  # fixed for this stream, whenever set_epoch is called later
         streams = [self._source_stream(s, epoch) for s in range(len(self.sizes))]
         while True:
-            for stream, offset, count in zip(streams, self.offsets, self.source_ratio):
-                for _ in range(count):
-                    yield offset + next(stream)
+            for stream, offset, count, repeats in zip(streams, self.offsets, self.source_ratio,
+                                                       self.source_repeats):
+                block = [offset + next(stream) for _ in range(count // repeats)]
+                for _ in range(repeats):
+                    yield from block
 
     def __len__(self):
         return sum(self.sizes)

@@ -1,3 +1,4 @@
 from .seem_pseudo_label_head import SEEMPseudoLabelHead
+from .unimatch_deeplabv3plus_head import UniMatchDeepLabV3PlusHead
 
-__all__ = ['SEEMPseudoLabelHead']
+__all__ = ['SEEMPseudoLabelHead', 'UniMatchDeepLabV3PlusHead']

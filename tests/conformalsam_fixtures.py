@@ -78,6 +78,7 @@ def _as_unimatch(cfg):
     multi.unsup_strong2 = copy.deepcopy(strong)
     cfg.train_dataloader.batch_size = cfg.train_dataloader.sampler.batch_size = 6
     cfg.train_dataloader.sampler.source_ratio = [2, 4]
+    cfg.train_dataloader.sampler.source_repeats = [1, 2]  # the mix half: the u images again
 
 
 def _as_allspark(cfg):

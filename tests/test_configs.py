@@ -70,6 +70,7 @@ def test_voc_baselines_follow_the_unimatch_recipe(split, crop, unlabeled):
     assert cfg.model.backbone.strides == (1, 2, 2, 1)  # output stride 16
     assert cfg.model.decode_head.dilations == (1, 6, 12, 18)
     assert cfg.model.decode_head.c1_channels == 48
+    assert cfg.model.decode_head.type == 'UniMatchDeepLabV3PlusHead'  # as UniMatch's rows
     assert cfg.optim_wrapper.optimizer.lr == 0.001
     assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys.decode_head.lr_mult == 10
@@ -107,6 +108,30 @@ def test_unimatch_configs_follow_the_authors(split, crop, unlabeled):
     assert data.unlabeled.ann_file == f'splits/{name}/unlabeled.txt'
     # 2 labeled + 2 unlabeled + 2 CutMix-source images per GPU, 4 GPUs: the authors' 8 + 8.
     assert cfg.train_dataloader.sampler.source_ratio == [2, 4]
+    assert cfg.model.segmentor.decode_head.type == 'UniMatchDeepLabV3PlusHead'
+    assert cfg.model.segmentor.decode_head.align_corners
+
+
+UNIMATCH_CONFIGS = [p for p in CONFIGS if osp.basename(osp.dirname(p)) == 'unimatch']
+
+
+@pytest.mark.parametrize('path', UNIMATCH_CONFIGS, ids=osp.basename)
+def test_unimatch_configs_mix_the_u_images_and_perturb_the_head_levels(path):
+    """The authors' CutMix source (the batch u's images again) and feature perturbation
+    (the levels the head reads); VOC and ADE20K on the authors' head, CamVid on the network
+    of every CamVid row."""
+    cfg = Config.fromfile(path)
+    assert cfg.train_dataloader.sampler.source_repeats == [1, 2]
+    semi = cfg.model.get('semi_train_cfg') or {}
+    assert semi.get('mix_source', 'same_images') == 'same_images'
+    assert semi.get('fp_levels', 'head') == 'head'
+    head = cfg.model.segmentor.decode_head
+    if 'camvid' in path:
+        shared = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'models',
+                                          'deeplabv3plus_efficientnet-lite0.py'))
+        assert head == shared.model.decode_head
+    else:
+        assert head.type == 'UniMatchDeepLabV3PlusHead' and head.align_corners
 
 
 def test_a_config_inherits_and_overrides_one_field():

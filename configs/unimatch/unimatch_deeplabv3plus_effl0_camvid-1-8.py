@@ -1,5 +1,6 @@
 # CPU-sized UniMatch on CamVid (half resolution, labeled 1-8 of train, the rest unlabeled):
-# 4 labeled + 4 unlabeled + 4 CutMix-source crops of 160 px per iteration.
+# 4 labeled + 4 unlabeled crops of 160 px per iteration, plus 4 new crops of the same 4
+# unlabeled images as the CutMix source.
 _base_ = [
     '../_base_/models/unimatch_deeplabv3plus_efficientnet-lite0.py',
     '../_base_/datasets/semi/camvid_semi.py', '../_base_/default_runtime.py',
@@ -9,6 +10,8 @@ crop_size = (160, 160)
 model = dict(data_preprocessor=dict(data_preprocessor=dict(size=crop_size)))
 split = 'splits/camvid/1-8'
 train_dataloader = dict(
+    # the CutMix source half shows the batch u's images again, newly augmented (UniMatch's)
+    sampler=dict(source_repeats=[1, 2]),
     dataset=dict(
         labeled=dict(ann_file=split + '/labeled.txt'),
         unlabeled=dict(ann_file=split + '/unlabeled.txt')))

@@ -6,6 +6,8 @@ crop_size = (512, 512)
 model = dict(data_preprocessor=dict(data_preprocessor=dict(size=crop_size)), segmentor=dict(decode_head=dict(num_classes=150)))
 split = 'splits/ade20k/1-32'
 train_dataloader = dict(
+    # the CutMix source half shows the batch u's images again, newly augmented (UniMatch's)
+    sampler=dict(source_repeats=[1, 2]),
     dataset=dict(
         labeled=dict(ann_file=split + '/labeled.txt'),
         unlabeled=dict(ann_file=split + '/unlabeled.txt')))

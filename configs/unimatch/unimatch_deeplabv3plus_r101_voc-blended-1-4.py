@@ -6,6 +6,8 @@ crop_size = (513, 513)
 model = dict(data_preprocessor=dict(data_preprocessor=dict(size=crop_size)))
 split = 'splits/voc_blended/1-4'
 train_dataloader = dict(
+    # the CutMix source half shows the batch u's images again, newly augmented (UniMatch's)
+    sampler=dict(source_repeats=[1, 2]),
     dataset=dict(
         labeled=dict(ann_file=split + '/labeled.txt'),
         unlabeled=dict(ann_file=split + '/unlabeled.txt')))

@@ -1,6 +1,9 @@
-# DeepLabV3+ ResNet-101 as UniMatch uses it: deep stem (V1c), output stride 16, ASPP
-# dilations (6, 12, 18) plus the 1x1 branch and image pooling, 256 channels, c1 reduced to
-# 48, no auxiliary head, no dropout before the classifier.
+# DeepLabV3+ ResNet-101 as UniMatch uses it: deep stem (V1c), output stride 16, the authors'
+# head (UniMatchDeepLabV3PlusHead: plain 3x3 atrous convs at dilations (6, 12, 18) plus the 1x1
+# branch and image pooling, 256 channels, c1 reduced to 48, two 3x3 fusion convs, bilinear
+# upsampling with align_corners=True), no auxiliary head, no dropout before the classifier.
+# MMSegmentation's depthwise-separable DeepLabV3+ head instead:
+#     model = dict(decode_head=dict(type='DepthwiseSeparableASPPHead', align_corners=False))
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
@@ -25,7 +28,7 @@ model = dict(
         style='pytorch',
         contract_dilation=True),
     decode_head=dict(
-        type='DepthwiseSeparableASPPHead',
+        type='UniMatchDeepLabV3PlusHead',
         in_channels=2048,
         in_index=3,
         channels=256,
@@ -35,7 +38,7 @@ model = dict(
         dropout_ratio=0.0,
         num_classes=21,
         norm_cfg=norm_cfg,
-        align_corners=False,
+        align_corners=True,
         loss_decode=dict(
             type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
             avg_non_ignore=True)),

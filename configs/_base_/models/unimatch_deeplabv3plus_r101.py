@@ -14,5 +14,9 @@ model = dict(
         cutmix_prob=0.5,
         cutmix_area=(0.02, 0.4),
         cutmix_ratio=(0.3, 1 / 0.3),
-        loss_weights=dict(x=0.5, s1=0.125, s2=0.125, fp=0.25)),
+        loss_weights=dict(x=0.5, s1=0.125, s2=0.125, fp=0.25),
+        fp_levels='head',  # Dropout2d on the levels the head reads: c1 and c4
+        # CutMix source = the batch u's images, newly augmented (with the sampler's
+        # source_repeats=[1, 2]); 'other_images' mixes with other unlabeled images
+        mix_source='same_images'),
     semi_test_cfg=dict(predict_on='student'))

@@ -1,25 +1,33 @@
 """UniMatch (Yang et al., CVPR 2023): unified dual-stream perturbations, weak-to-strong consistency."""
+import os.path as osp
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from ..utils import cutmix_boxes
+from ..utils import cutmix_boxes, levels_read_by
 from .semi_base import SemiSegmentor
+
+MIX_SOURCES = ('same_images', 'other_images')
 
 
 @MODELS.register_module()
 class UniMatch(SemiSegmentor):
     """UniMatch, step by step as the authors' ``unimatch.py``.
 
-    Per iteration the batch holds B labeled images ('sup') and 2B unlabeled images, each with a
+    Per iteration the batch holds B labeled images ('sup') and 2B unlabeled samples, each with a
     weak view and two strong views ('unsup_weak', 'unsup_strong1', 'unsup_strong2'). The first B
-    unlabeled images are the batch u, the last B the CutMix source ("mix") batch.
+    unlabeled samples are the batch u, the last B the CutMix source ("mix") batch. As in the
+    authors' loop, which reads the unlabeled loader twice in the same order, mix sample i is the
+    image of u sample i, loaded and augmented again (``MultiSourceSampler`` with
+    ``source_repeats=[1, 2]``).
 
     1. no grad, eval mode: pseudo-label the mix batch (conf_u_w_mix, mask_u_w_mix);
     2. paste the mix batch's strong views into img_u_s1 / img_u_s2 inside one CutMix box each;
     3. train mode: forward cat(img_x, img_u_w) and, decoded by the same head, its features
-       perturbed by Dropout2d(0.5) (pred_u_w_fp, kept for the weak view only);
+       with Dropout2d(0.5) on the levels the head reads (c1 and c4 for DeepLabV3+; pred_u_w_fp,
+       kept for the weak view only);
     4. forward cat(img_u_s1, img_u_s2);
     5. pseudo-labels = argmax / max softmax of the detached weak prediction, with the mix
        batch's label, confidence and ignore mask inside each box;
@@ -28,25 +36,62 @@ class UniMatch(SemiSegmentor):
 
     semi_train_cfg keys (defaults are the authors'): conf_thresh=0.95, fp_dropout=0.5,
     cutmix_prob=0.5, cutmix_area=(0.02, 0.4), cutmix_ratio=(0.3, 1/0.3),
-    loss_weights=dict(x=0.5, s1=0.125, s2=0.125, fp=0.25) (the formula above, expanded).
+    loss_weights=dict(x=0.5, s1=0.125, s2=0.125, fp=0.25) (the formula above, expanded), and
+
+    * fp_levels: the backbone levels Dropout2d perturbs. 'head' (default, the authors'): those
+      the decode head reads (``in_index`` and ``c1_in_index``: c1 and c4 for DeepLabV3+),
+      perturbed in increasing order, so c1's mask is drawn before c4's as in the authors'
+      model; 'all': every level; or a list of level indices.
+    * mix_source: 'same_images' (default, the authors'): mix sample i must show the image of
+      u sample i; where the samples carry ``img_path``, a batch that does not is refused.
+      'other_images': any unlabeled images (``MultiSourceSampler`` without source_repeats).
     """
 
     def __init__(self, segmentor, semi_train_cfg=None, **kwargs):
         cfg = dict(conf_thresh=0.95, fp_dropout=0.5, cutmix_prob=0.5, cutmix_area=(0.02, 0.4),
                    cutmix_ratio=(0.3, 1 / 0.3),
-                   loss_weights=dict(x=0.5, s1=0.125, s2=0.125, fp=0.25))
+                   loss_weights=dict(x=0.5, s1=0.125, s2=0.125, fp=0.25),
+                   fp_levels='head', mix_source='same_images')
         cfg.update(semi_train_cfg or {})
+        if cfg['mix_source'] not in MIX_SOURCES:
+            raise ValueError(f"UniMatch: semi_train_cfg.mix_source={cfg['mix_source']!r} is "
+                             f'not one of {MIX_SOURCES}.')
+        fp_levels = cfg['fp_levels']
+        if not (fp_levels in ('head', 'all') or (
+                isinstance(fp_levels, (list, tuple)) and fp_levels
+                and all(isinstance(i, int) for i in fp_levels))):
+            raise ValueError(f'UniMatch: semi_train_cfg.fp_levels={fp_levels!r}; use \'head\' '
+                             "(the levels the decode head reads), 'all', or a list of backbone "
+                             'level indices such as [0, 3].')
         super().__init__(segmentor, semi_train_cfg=cfg, **kwargs)
         self.feature_perturbation = nn.Dropout2d(cfg['fp_dropout'])
+
+    def perturbed_levels(self, num_levels):
+        """Sorted indices of the backbone levels that feature perturbation drops out."""
+        fp_levels = self.semi_train_cfg['fp_levels']
+        if fp_levels == 'all':
+            return list(range(num_levels))
+        if fp_levels == 'head':
+            return levels_read_by(self.student.decode_head, num_levels)
+        bad = [i for i in fp_levels if not -num_levels <= i < num_levels]
+        if bad:
+            raise ValueError(f'UniMatch: semi_train_cfg.fp_levels names levels {bad}, but the '
+                             f'backbone gives {num_levels}.')
+        return sorted({i % num_levels for i in fp_levels})
 
     def forward_with_fp(self, inputs):
         """Logits of ``inputs`` and of the same features after Dropout2d, decoded together.
 
-        Every backbone level is perturbed; DeepLabV3+'s head reads only c1 and c4, so for it
-        this is exactly UniMatch's perturbation of the low- and high-level features.
+        Each level in ``perturbed_levels`` becomes cat(f, Dropout2d(f)), one dropout draw per
+        level in increasing level order; another level the head reads becomes cat(f, f), and a
+        level it does not read is passed on unchanged.
         """
         feats = self.student.extract_feat(inputs)
-        feats = [torch.cat((f, self.feature_perturbation(f))) for f in feats]
+        perturbed = self.perturbed_levels(len(feats))
+        read = levels_read_by(self.student.decode_head, len(feats))
+        feats = [torch.cat((f, self.feature_perturbation(f))) if i in perturbed
+                 else torch.cat((f, f)) if i in read else f
+                 for i, f in enumerate(feats)]
         preds, preds_fp = self.logits(self.student, inputs, feats).chunk(2)
         return preds, preds_fp
 
@@ -67,6 +112,8 @@ class UniMatch(SemiSegmentor):
         img_u_s2, img_u_s2_mix = self._split_u(multi_batch_inputs['unsup_strong2'])
         ignore_mask, ignore_mask_mix = self._split_u(
             self.stack_seg_maps(multi_batch_data_samples['unsup_weak']))
+        if cfg['mix_source'] == 'same_images':
+            self.check_mix_shows_u(multi_batch_data_samples['unsup_weak'])
         num_lb, num_ulb = img_x.shape[0], img_u_w.shape[0]
         box_kw = dict(p=cfg['cutmix_prob'], area=cfg['cutmix_area'], ratio=cfg['cutmix_ratio'])
         cutmix_box1 = cutmix_boxes(num_ulb, *img_u_w.shape[2:], device=img_u_w.device, **box_kw)
@@ -110,6 +157,22 @@ class UniMatch(SemiSegmentor):
                     unsup_loss_s2=w['s2'] * loss_s2,
                     unsup_loss_fp=w['fp'] * loss_fp,
                     unsup_mask_ratio=mask_ratio.detach())
+
+    @staticmethod
+    def check_mix_shows_u(data_samples):
+        """Refuse a batch whose mix half does not show the u half's images, in order."""
+        paths = [s.metainfo.get('img_path') for s in data_samples]
+        if None in paths:
+            return  # samples without a path (built in code): nothing to check
+        u, mix = paths[:len(paths) // 2], paths[len(paths) // 2:]
+        if u != mix:
+            u, mix = [osp.basename(p) for p in u], [osp.basename(p) for p in mix]
+            raise ValueError(
+                'UniMatch (semi_train_cfg.mix_source=\'same_images\', the authors\') pastes each '
+                'unlabeled image with another view of the same image, but the CutMix source '
+                f'half of the batch shows other images (u: {u[:2]}..., mix: {mix[:2]}...). Set '
+                'train_dataloader.sampler.source_repeats=[1, 2] (MultiSourceSampler), or '
+                "semi_train_cfg.mix_source='other_images' to mix with other images.")
 
     @staticmethod
     def paste(box, targets, sources):

@@ -1,4 +1,4 @@
-"""SEEMPseudoLabelHead: foreground-first labels from cached top-k, statistics, thresholds."""
+"""AnnotatorPseudoLabelHead (formerly SEEMPseudoLabelHead): foreground-first labels from cached top-k, statistics, thresholds."""
 import math
 
 import numpy as np
@@ -10,7 +10,7 @@ from mmseg.structures import SegDataSample
 
 from conformalsam_mmseg.annotators.cache import quantize
 from conformalsam_mmseg.conformal import filter_pseudo_labels
-from conformalsam_mmseg.models.heads import SEEMPseudoLabelHead
+from conformalsam_mmseg.models.heads import AnnotatorPseudoLabelHead
 
 CLASSES = ['background', 'cat', 'dog', 'car']
 
@@ -53,15 +53,15 @@ def _samples(probs, topk, pad_cols=0):
 
 
 def test_registered_parameter_free_and_thresholds_in_state_dict():
-    head = MODELS.build(dict(type='SEEMPseudoLabelHead', num_classes=4, classes=CLASSES))
-    assert isinstance(head, SEEMPseudoLabelHead)
+    head = MODELS.build(dict(type='AnnotatorPseudoLabelHead', num_classes=4, classes=CLASSES))
+    assert isinstance(head, AnnotatorPseudoLabelHead)
     assert list(head.parameters()) == []
     assert head.rule == 'foreground_first' and head.score == 'lac'
     assert head.background_index == 0
     state = head.state_dict()
     assert list(state) == ['thresholds'] and torch.isnan(state['thresholds']).all()
     head.set_thresholds(torch.tensor([0.9, 0.8, 0.7, 0.6]))
-    other = SEEMPseudoLabelHead(4)
+    other = AnnotatorPseudoLabelHead(4)
     assert not other.is_calibrated
     other.load_state_dict(head.state_dict())
     assert other.is_calibrated
@@ -73,7 +73,7 @@ def test_registered_parameter_free_and_thresholds_in_state_dict():
 
 
 def test_raises_before_calibration():
-    head = SEEMPseudoLabelHead(4, classes=CLASSES)
+    head = AnnotatorPseudoLabelHead(4, classes=CLASSES)
     with pytest.raises(RuntimeError, match='calibration has not run'):
         head(_hand_probs())
     with pytest.raises(RuntimeError, match='calibration has not run'):
@@ -85,7 +85,7 @@ def test_raises_before_calibration():
 
 
 def test_foreground_first_labels_and_kept_ratios_from_probabilities():
-    head = SEEMPseudoLabelHead(4, classes=CLASSES)
+    head = AnnotatorPseudoLabelHead(4, classes=CLASSES)
     head.set_thresholds(Q)
     labels, stats = head(_hand_probs())
     assert labels.dtype == torch.long and torch.equal(labels, EXPECTED)
@@ -101,7 +101,7 @@ def test_foreground_first_labels_and_kept_ratios_from_probabilities():
 
 @pytest.mark.parametrize('topk', [2, 3, 4])
 def test_same_labels_from_cached_topk(topk):
-    head = SEEMPseudoLabelHead(4, classes=CLASSES)
+    head = AnnotatorPseudoLabelHead(4, classes=CLASSES)
     head.set_thresholds(Q)
     probs = _hand_probs()
     labels, stats = head(_samples(probs, topk))
@@ -117,14 +117,14 @@ def test_same_labels_from_cached_topk(topk):
 def test_topk_one_drops_classes_outside_it():
     # with k = 1 the set holds at most the top class: the pixel whose set was
     # {background, car} (background top-1) becomes background
-    head = SEEMPseudoLabelHead(4, classes=CLASSES)
+    head = AnnotatorPseudoLabelHead(4, classes=CLASSES)
     head.set_thresholds(Q)
     labels, _ = head(_samples(_hand_probs(), 1))
     assert labels.tolist() == [[[0, 1, 3], [255, 1, 0]]]
 
 
 def test_padded_pixels_are_rejected_and_not_counted():
-    head = SEEMPseudoLabelHead(4, classes=CLASSES)
+    head = AnnotatorPseudoLabelHead(4, classes=CLASSES)
     head.set_thresholds(Q)
     probs = torch.cat([_hand_probs(), _hand_probs().flip(3)])
     labels, stats = head(_samples(probs, 2, pad_cols=2))
@@ -145,27 +145,27 @@ def test_padded_pixels_are_rejected_and_not_counted():
 def test_rules_background_and_per_class_thresholds():
     probs = _hand_probs()
     # no background class: the most probable class of the set
-    head = SEEMPseudoLabelHead(4, background_index=None, per_class_stats=False)
+    head = AnnotatorPseudoLabelHead(4, background_index=None, per_class_stats=False)
     head.set_thresholds(Q)
     labels, stats = head(probs)
     assert labels.tolist() == [[[0, 1, 3], [255, 1, 0]]]
     assert list(stats) == ['pseudo_kept_ratio']
-    head = SEEMPseudoLabelHead(4, rule='singleton', stats_prefix='sam_')
+    head = AnnotatorPseudoLabelHead(4, rule='singleton', stats_prefix='sam_')
     head.set_thresholds(Q)
     labels, stats = head(probs)
     assert labels.tolist() == [[[0, 255, 3], [255, 255, 255]]]
     assert stats['sam_kept_ratio'] == 2 / 6
     # per-class q: background needs p >= 0.9 now (q_0 = 0.1)
-    head = SEEMPseudoLabelHead(4)
+    head = AnnotatorPseudoLabelHead(4)
     head.set_thresholds([0.1, Q, Q, Q])
     labels, _ = head(probs)
     assert labels.tolist() == [[[255, 1, 3], [255, 1, 3]]]
     with pytest.raises(ValueError, match='rule'):
-        SEEMPseudoLabelHead(4, rule='majority')
+        AnnotatorPseudoLabelHead(4, rule='majority')
 
 
 def test_batch_of_different_sizes_is_refused():
-    head = SEEMPseudoLabelHead(4)
+    head = AnnotatorPseudoLabelHead(4)
     head.set_thresholds(Q)
     samples = _samples(_hand_probs(), 2) + _samples(_hand_probs()[..., :2], 2)
     with pytest.raises(ValueError, match='PadSegFields'):
@@ -176,10 +176,18 @@ def test_larger_batch_matches_the_filter():
     rng = np.random.default_rng(0)
     logits = torch.from_numpy(rng.normal(size=(3, 6, 17, 23)).astype(np.float32)) * 2
     probs = logits.softmax(1)
-    head = SEEMPseudoLabelHead(6)
+    head = AnnotatorPseudoLabelHead(6)
     q = torch.tensor([0.6, 0.7, 0.8, 0.65, 0.75, 0.9], dtype=torch.float64)
     head.set_thresholds(q)
     labels, stats = head(probs)
     expected = filter_pseudo_labels(probs, q).long()
     assert torch.equal(labels, expected)
     assert stats['pseudo_kept_ratio'] == pytest.approx(float((expected != 255).float().mean()))
+
+
+def test_the_former_name_still_builds_the_head():
+    from conformalsam_mmseg.models.heads import SEEMPseudoLabelHead
+    head = MODELS.build(dict(type='SEEMPseudoLabelHead', num_classes=4, classes=CLASSES))
+    assert type(head) is AnnotatorPseudoLabelHead
+    assert SEEMPseudoLabelHead is AnnotatorPseudoLabelHead
+    assert MODELS.get('AnnotatorPseudoLabelHead') is AnnotatorPseudoLabelHead

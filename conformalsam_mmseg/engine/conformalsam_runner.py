@@ -5,7 +5,7 @@ AllSpark, or SelfReliance for ConformalSAM alone) carries ``runner_type='Conform
 and a ``conformalsam`` dict. mmengine's config inheritance cannot rewrite the host's model and
 pipelines from a sibling base, so the runner does it, explicitly, before building anything:
 
-- model: ``ConformalSAM(host=<the host model>, pseudo_label_head=SEEMPseudoLabelHead(...))``;
+- model: ``ConformalSAM(host=<the host model>, pseudo_label_head=AnnotatorPseudoLabelHead(...))``;
 - unlabeled pipeline: ``LoadAnnotatorOutput`` after the image is loaded, ``PadSegFields`` after
   the crop (so the annotator fields are padded like the dummy map), ``PackAnnotatorOutput`` for
   the weak view, which alone receives the annotator fields (``MultiBranch.exclusive_keys``:
@@ -52,8 +52,8 @@ RISK_KEYS = ('target_error', 'risk', 'delta', 'fallback')
 
 
 def _pseudo_label_head(csam, classes):
-    """The ``SEEMPseudoLabelHead`` config, and whether it needs a conformal calibration."""
-    head = dict(type='SEEMPseudoLabelHead', num_classes=len(classes), classes=classes,
+    """The ``AnnotatorPseudoLabelHead`` config, and whether it needs a conformal calibration."""
+    head = dict(type='AnnotatorPseudoLabelHead', num_classes=len(classes), classes=classes,
                 rule=csam.get('rule', 'foreground_first'),
                 background_index=csam.get('background_index'), score=csam.get('score', 'lac'))
     kind = csam.get('filter', 'conformal')

@@ -1,11 +1,12 @@
 from .backbones import EfficientNetLite0
 from .data_preprocessors import MultiBranchDataPreprocessor
-from .heads import SEEMPseudoLabelHead
+from .heads import AnnotatorPseudoLabelHead, SEEMPseudoLabelHead
 from .segmentors import (AllSpark, ConformalSAM, SelfReliance, SemiSegmentor, UniMatch,
                          check_equal_batches)
 from .weighting import DynamicLossWeighter
 
 __all__ = [
     'EfficientNetLite0', 'MultiBranchDataPreprocessor', 'SemiSegmentor', 'UniMatch', 'AllSpark',
-    'SelfReliance', 'ConformalSAM', 'SEEMPseudoLabelHead', 'DynamicLossWeighter', 'check_equal_batches'
+    'SelfReliance', 'ConformalSAM', 'AnnotatorPseudoLabelHead', 'SEEMPseudoLabelHead',
+    'DynamicLossWeighter', 'check_equal_batches'
 ]

@@ -18,13 +18,13 @@ interpolation for resizing, so quantised probabilities are never blended, and cl
 probabilities move together). mmcv's ``Pad`` pads only ``gt_seg_map``: use ``PadSegFields``
 (the same transform, padding every seg field, and copying nothing that is already at the
 size) so that padded pixels get index 255 (and prob 255) in the annotator field too;
-``SEEMPseudoLabelHead`` rejects them. ``SegDataPreProcessor`` pads only ``gt_sem_seg``, so
+``AnnotatorPseudoLabelHead`` rejects them. ``SegDataPreProcessor`` pads only ``gt_sem_seg``, so
 the pipeline itself must pad to the crop size.
 
 ``PackAnnotatorOutput`` is ``PackSegInputs`` plus the two fields as ``PixelData`` in the
 ``SegDataSample``: ``annotator_topk_index`` and ``annotator_topk_prob``, (k, H, W) uint8
 tensors (kept uint8 to move 8x fewer bytes than int64/float32 through the data loader;
-``SEEMPseudoLabelHead`` converts them).
+``AnnotatorPseudoLabelHead`` converts them).
 """
 import cv2
 import numpy as np

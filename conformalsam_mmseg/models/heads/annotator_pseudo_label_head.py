@@ -1,4 +1,4 @@
-"""The "SEEM pseudo-label head": the annotator's labels, filtered by conformal prediction.
+"""The annotator pseudo-label head: the annotator's labels, filtered by conformal prediction.
 
 ConformalSAM, Stage I: the annotator (SEEM in the paper, any annotator here) gives per-pixel
 class probabilities P; the calibrator, run on the labeled images, gives the threshold(s) q;
@@ -26,8 +26,12 @@ PADDED = 255
 
 
 @MODELS.register_module()
-class SEEMPseudoLabelHead(nn.Module):
+class AnnotatorPseudoLabelHead(nn.Module):
     """Pseudo-labels from cached annotator output and the calibrator's thresholds.
+
+    Any annotator (SEEM in the paper, CLIPSeg, a precomputed or simulated one): the head reads
+    the cached probabilities, whatever made them. Registered also as ``SEEMPseudoLabelHead``,
+    its former name, so configs written with it still build.
 
     It has no parameters. The thresholds q_k are a buffer (``thresholds``, float64, (K,);
     NaN until :meth:`set_thresholds` is called), so they are saved in and restored from
@@ -215,3 +219,8 @@ class SEEMPseudoLabelHead(nn.Module):
         return (f'num_classes={self.num_classes}, filter={self.filter!r}, rule={self.rule!r}, '
                 f'background_index={self.background_index}, score={self.score!r}, '
                 f'calibrated={self.is_calibrated}')
+
+
+# The former name, for configs and code written with it.
+SEEMPseudoLabelHead = AnnotatorPseudoLabelHead
+MODELS.register_module(name='SEEMPseudoLabelHead', module=AnnotatorPseudoLabelHead)

@@ -12,7 +12,7 @@ class ConformalSAM(BaseSegmentor):
     Stage I: L = w_s L_s + w_u L_u, where L_s is the cross-entropy on the labeled images
     ('sup') and L_u the cross-entropy on the unlabeled weak views ('unsup_weak') against the
     annotator's labels filtered by conformal prediction (``pseudo_label_head``, a
-    ``SEEMPseudoLabelHead``; rejected pixels are ignored).
+    ``AnnotatorPseudoLabelHead``; rejected pixels are ignored).
 
     Stage II (self-reliance): the annotator is dropped and the host trains as it would alone:
     ``SelfReliance`` for ConformalSAM by itself (the model's own confident labels weighed by the
@@ -23,7 +23,7 @@ class ConformalSAM(BaseSegmentor):
 
     Args:
         host (dict): a ``SemiSegmentor`` config (``SelfReliance``, ``UniMatch``, ``AllSpark``, ...).
-        pseudo_label_head (dict): ``SEEMPseudoLabelHead`` config.
+        pseudo_label_head (dict): ``AnnotatorPseudoLabelHead`` config.
         stage_one_weights (dict): w_s and w_u as ``dict(sup=1.0, unsup=1.0)``.
     """
 

@@ -1,7 +1,7 @@
 """Calibrations saved before ConformalCalibrator was split into procedures still load, give the
 same thresholds, and are written back byte for byte the same (JSON) and key for key (state).
 
-data/calibrator_states_v1.json holds, per mode and method, the saved JSON, the state_dict
+calibrator_states_v1.json holds, per mode and method, the saved JSON, the state_dict
 (tensors written as dtype, shape, values) and the thresholds the calibrator had computed.
 """
 import json
@@ -13,7 +13,7 @@ import torch
 
 from conformalsam_mmseg.conformal import ConformalCalibrator
 
-with open(osp.join(osp.dirname(__file__), 'data', 'calibrator_states_v1.json')) as f:
+with open(osp.join(osp.dirname(__file__), 'calibrator_states_v1.json')) as f:
     CASES = json.load(f)['cases']
 IDS = [f"{c['config']['mode']}-{c['config']['method']}-{c['config']['num_bins']}-"
        f"{c['config']['image_aggregation']}" for c in CASES]

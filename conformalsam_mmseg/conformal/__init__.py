@@ -17,15 +17,23 @@ Risk-controlled pseudo-labels (the error of the KEPT labels, not set coverage)::
     t = calibrator.thresholds()               # (K,) confidence thresholds, +inf = keep nothing
     pseudo = confidence_pseudo_labels(probs_u, t)
 
-See docs/conformal.md for the modes, the set-to-label rules and the JSON format.
+The calibrator computes nonconformity scores (:mod:`.scores`) and hands them to one procedure
+per mode (:class:`PixelWiseCalibration`, :class:`ClassWiseCalibration`,
+:class:`ImageWiseCalibration`) over a score store (:class:`ScoreHistogram` or
+:class:`ScoreList`). See docs/conformal.md for the modes, the set-to-label rules and the JSON
+format.
 """
+from .calibration_procedure import CalibrationProcedure, GroupedCalibration
 from .calibrator import ConformalCalibrator
+from .class_calibration import ClassWiseCalibration
 from .confidence_filter import annotator_argmax, confidence_pseudo_labels
 from .confidence_histogram import ConfidenceHistogram, threshold_grid
 from .learn_then_test import (LearnThenTest, hoeffding_bentkus_interval,
                               hoeffding_bentkus_pvalue)
 from .filtering import RULES, filter_pseudo_labels, prediction_sets
+from .image_calibration import ImageWiseCalibration
 from .inputs import IGNORE_INDEX
+from .pixel_calibration import PixelWiseCalibration
 from .quantile import (DEFAULT_NUM_BINS, conformal_quantile, conformal_rank,
                        histogram_bin_index, histogram_quantile,
                        histogram_upper_edges, min_calibration_size)
@@ -33,6 +41,8 @@ from .risk_calibrator import RiskCalibration, RiskCalibrator
 from .risk_control import ConformalRiskControl
 from .risks import RISKS, get_risk
 from .report import ConformalReport, FilterStats, calibration_report
+from .score_histogram import ScoreHistogram
+from .score_list import ScoreList
 from .scores import (APS, LAC, SCORES, NonconformityScore, get_score,
                      register_score)
 
@@ -44,5 +54,6 @@ __all__ = [
     'get_score', 'register_score', 'RiskCalibrator', 'RiskCalibration', 'ConfidenceHistogram',
     'threshold_grid', 'ConformalRiskControl', 'LearnThenTest', 'hoeffding_bentkus_pvalue',
     'hoeffding_bentkus_interval', 'confidence_pseudo_labels', 'annotator_argmax', 'RISKS',
-    'get_risk'
+    'get_risk', 'CalibrationProcedure', 'GroupedCalibration', 'PixelWiseCalibration',
+    'ClassWiseCalibration', 'ImageWiseCalibration', 'ScoreHistogram', 'ScoreList'
 ]

@@ -1,49 +1,55 @@
 """Streaming split-conformal calibration of the annotator's pixel labels (ConformalSAM, Stage I).
 
 The calibration set is the labeled images: for every labeled pixel x with ground truth y the
-calibrator sees the nonconformity score s_y(x) (LAC: 1 - p_y(x)) and, per group of pixels,
-returns the conformal quantile q (see :mod:`.quantile`). A pixel of an unlabeled image then
-gets the prediction set C(x) = {k : s_k(x) <= q_k} (see :mod:`.filtering`).
+calibrator sees the nonconformity score s_y(x) (LAC: 1 - p_y(x), :mod:`.scores`) and, per group
+of pixels, returns the conformal quantile q (see :mod:`.quantile`). A pixel of an unlabeled
+image then gets the prediction set C(x) = {k : s_k(x) <= q_k} (see :mod:`.filtering`).
 
-Groupings (``mode``):
+:class:`ConformalCalibrator` checks the input, computes the scores, and hands them to one
+calibration procedure (:mod:`.calibration_procedure`), chosen by ``mode``:
 
-- ``'pixel'`` (the paper's main setting, default): all labeled pixels pooled, one q. Coverage
-  P(y in C(x)) >= 1 - alpha holds on average over pixels, not for each class.
-- ``'class'`` (Mondrian conformal prediction by true class, our extension): one q_k from the
-  pixels of class k, so P(y in C(x) | y = k) >= 1 - alpha for every class k, the rare ones
-  included. q_k is the threshold applied to class k's score at prediction time.
-- ``'image'`` (the paper's image-wise ablation): one q_i per labeled image, from that image's
-  pixels alone, aggregated into a single q. The paper does not say how; ``image_aggregation``
-  chooses, and the default is the **mean** of the per-image q_i (the simplest reading of
-  "image-wise" thresholds). Images with no labeled pixel are ignored; images with too few
-  labeled pixels for a finite q_i (n_i < (1 - alpha) / alpha) are left out of the mean and
-  the median, which they would make infinite. ``'median'`` takes the lower median of the finite
-  q_i. ``'conformal'`` takes the conformal quantile of all q_i at the same alpha, so that with
-  probability >= 1 - alpha a fresh exchangeable image's own q_i is below it.
+- ``'pixel'`` (the paper's main setting, default): :class:`.PixelWiseCalibration`, all labeled
+  pixels pooled, one q;
+- ``'class'`` (Mondrian conformal prediction by true class, our extension):
+  :class:`.ClassWiseCalibration`, one q_k per class;
+- ``'image'`` (the paper's image-wise ablation): :class:`.ImageWiseCalibration`, one q_i per
+  labeled image, aggregated by ``image_aggregation`` (``'mean'``, ``'median'``,
+  ``'conformal'``).
 
-Methods: ``'histogram'`` (default) keeps one 2^16-bin histogram per group, so memory does not
-grow with the number of pixels, histograms of several processes add up exactly, and q is never
-below the exact quantile and less than one bin width (1.5e-5) above it. ``'exact'`` keeps every
-score and selects the exact r-th smallest: for small data and for checking. In ``'image'`` mode
-the method is applied to each image's pixels and only (q_i, n_i) is kept per image.
+``method`` chooses the procedure's score store: ``'histogram'`` (default,
+:class:`.ScoreHistogram`) keeps one 2^16-bin histogram per group, so memory does not grow with
+the number of pixels, histograms of several processes add up exactly, and q is never below the
+exact quantile and less than one bin width (1.5e-5) above it; ``'exact'``
+(:class:`.ScoreList`) keeps every score and selects the exact r-th smallest: for small data and
+for checking. In ``'image'`` mode the store is applied to each image's pixels and only
+(q_i, n_i) is kept per image.
+
+The state (:meth:`ConformalCalibrator.state_dict`) and its JSON form are described in
+:mod:`.calibrator_json` and docs/conformal.md.
 """
+import functools
 import json
 import math
 
-import numpy as np
 import torch
 
+from .calibrator_json import calibration_to_json, state_from_json
+from .class_calibration import ClassWiseCalibration
+from .image_calibration import AGGREGATIONS, ImageWiseCalibration
 from .inputs import (IGNORE_INDEX, check_calibration_pair, check_labels,
                      check_probabilities)
-from .quantile import (DEFAULT_NUM_BINS, alpha_fraction, check_num_bins,
-                       conformal_quantile, conformal_rank, histogram_bin_index,
-                       histogram_quantile, kth_smallest_inplace,
-                       min_calibration_size)
+from .pixel_calibration import PixelWiseCalibration
+from .quantile import DEFAULT_NUM_BINS, alpha_fraction, check_num_bins
+from .score_histogram import ScoreHistogram
+from .score_list import ScoreList
 from .scores import SCORES, get_score
 
 STATE_FORMAT = 'conformalsam.calibrator'
 STATE_VERSION = 1
 CHUNK_PIXELS = 2 ** 18   # pixels scored at a time inside update()
+PROCEDURES = {'pixel': PixelWiseCalibration, 'class': ClassWiseCalibration,
+              'image': ImageWiseCalibration}
+STORES = {'histogram': ScoreHistogram, 'exact': ScoreList}
 
 
 class ConformalCalibrator:
@@ -64,9 +70,9 @@ class ConformalCalibrator:
         prob_tol: tolerance of that check.
         ignore_index: label of unlabeled pixels, skipped (255).
     """
-    MODES = ('pixel', 'class', 'image')
-    METHODS = ('histogram', 'exact')
-    IMAGE_AGGREGATIONS = ('mean', 'median', 'conformal')
+    MODES = tuple(PROCEDURES)
+    METHODS = tuple(STORES)
+    IMAGE_AGGREGATIONS = AGGREGATIONS
 
     def __init__(self, num_classes, alpha=0.05, mode='pixel', score='lac', method='histogram',
                  num_bins=DEFAULT_NUM_BINS, image_aggregation='mean', check_probs=True,
@@ -97,22 +103,20 @@ class ConformalCalibrator:
     # ------------------------------------------------------------------ accumulation
     def reset(self):
         """Forget every score seen."""
-        groups = self.num_classes if self.mode == 'class' else 1
-        streaming = self.method == 'histogram' and self.mode != 'image'
-        # one flat buffer: the (groups, bins) histograms, then a trash bin for ignored pixels
-        self._flat_counts = (torch.zeros(groups * (self.num_bins + 2) + 1, dtype=torch.int64)
-                             if streaming else None)
-        self._counts = (self._flat_counts[:-1].view(groups, self.num_bins + 2)
-                        if streaming else None)
-        # bin indices in int32 when they fit: converting scores to it is 4x cheaper than int64
-        self._bin_dtype = (torch.int32 if groups * (self.num_bins + 2) < 2 ** 31 - 1
-                           else torch.int64)
-        self._overflow_max = (torch.full((groups,), -math.inf, dtype=torch.float64)
-                              if streaming else None)
-        self._exact = ([[] for _ in range(groups)]
-                       if self.method == 'exact' and self.mode != 'image' else None)
-        self._image_q = []
-        self._image_n = []
+        store = STORES[self.method]
+        if self.method == 'histogram':
+            store = functools.partial(store, num_bins=self.num_bins)
+        if self.mode == 'image':
+            self.procedure = ImageWiseCalibration(self.num_classes, self.alpha, store,
+                                                  self.image_aggregation)
+        else:
+            self.procedure = PROCEDURES[self.mode](self.num_classes, self._alphas, store)
+
+    @property
+    def _counts(self):
+        """The (G, num_bins + 2) score histograms of a streaming 'pixel' or 'class'
+        calibration, None otherwise."""
+        return getattr(getattr(self.procedure, 'store', None), 'counts', None)
 
     @torch.no_grad()
     def update(self, probs_or_scores, labels, *, is_scores=False):
@@ -150,99 +154,27 @@ class ConformalCalibrator:
                 _check_finite(scores, valid)
             chunks.append((scores.cpu(), None if valid is None else valid.cpu(), part))
         for scores, valid, part in chunks:
-            index = (labels[part].clamp(0, self.num_classes - 1).to('cpu', self._bin_dtype)
-                     if self.mode == 'class' else None)
-            if self.mode == 'image':
-                self._update_images(scores, valid)
-            elif self.method == 'histogram':
-                self._update_histogram(scores, index, valid)
-            else:
-                self._update_exact(scores, index, valid)
-
-    def _update_histogram(self, scores, index, valid):
-        width = self.num_bins + 2
-        bins = histogram_bin_index(scores, self.num_bins, self._bin_dtype)
-        if index is not None:
-            bins.add_(index, alpha=width)
-        if valid is not None:
-            bins.masked_fill_(~valid, self._flat_counts.numel() - 1)   # the trash bin
-        bins = bins.view(-1)
-        # index_add_ of a stride-0 "ones" needs no (groups x bins) temporary, unlike bincount
-        self._flat_counts.index_add_(
-            0, bins, torch.ones(1, dtype=torch.int64).expand(bins.numel()))
-        _track_overflow(self._overflow_max, scores, index, valid)
-
-    def _update_exact(self, scores, index, valid):
-        if valid is not None:
-            scores = scores[valid]
-        if self.mode == 'pixel':
-            self._exact[0].append(scores.reshape(-1).clone())
-            return
-        index = index.reshape(-1) if valid is None else index[valid]
-        scores = scores.reshape(-1)
-        for k in torch.unique(index).tolist():
-            self._exact[k].append(scores[index == k])
-
-    def _update_images(self, scores, valid):
-        images = scores.shape[0]
-        scores = scores.reshape(images, -1)
-        valid = None if valid is None else valid.reshape(images, -1)
-        n = (torch.full((images,), scores.shape[1], dtype=torch.int64) if valid is None
-             else valid.sum(1))
-        if self.method == 'exact':
-            q = [conformal_quantile(s if valid is None else s[v], self.alpha)
-                 for s, v in zip(scores, valid if valid is not None else [None] * images)]
-        else:
-            width = self.num_bins + 2
-            bins = histogram_bin_index(scores, self.num_bins)
-            image = torch.arange(images).unsqueeze(1).expand_as(bins)
-            bins.add_(image, alpha=width)
-            if valid is not None:
-                bins.masked_fill_(~valid, images * width)
-            counts = torch.bincount(bins.view(-1), minlength=images * width + 1)
-            overflow_max = torch.full((images,), -math.inf, dtype=torch.float64)
-            _track_overflow(overflow_max, scores, image, valid)
-            q = histogram_quantile(counts[:images * width].view(images, width), self.alpha,
-                                   overflow_max).tolist()
-        self._image_q.extend(q)
-        self._image_n.extend(n.tolist())
+            self.procedure.add(scores, labels[part], valid)
 
     # ------------------------------------------------------------------ thresholds
     @property
     def num_groups(self):
         """1 in 'pixel' mode, K in 'class' mode, the number of images seen in 'image' mode."""
-        if self.mode == 'image':
-            return len(self._image_n)
-        return self.num_classes if self.mode == 'class' else 1
+        return self.procedure.num_groups
 
     def group_counts(self):
         """n per group: the number of calibration pixels, (G,) int64."""
-        if self.mode == 'image':
-            return torch.tensor(self._image_n, dtype=torch.int64)
-        if self._counts is not None:
-            return self._counts.sum(1)
-        return torch.tensor([sum(c.numel() for c in chunks) for chunks in self._exact],
-                            dtype=torch.int64)
+        return self.procedure.group_counts()
 
     def group_alphas(self):
         """alpha per group (a list of floats)."""
-        if self.mode == 'image':
-            return [self.alpha] * len(self._image_n)
-        return list(self._alphas)
+        return self.procedure.group_alphas()
 
     def group_thresholds(self):
         """q per group, (G,) float64; +inf for a group with fewer than (1 - alpha) / alpha
         pixels. In 'image' mode these are the per-image q_i, before aggregation."""
         self._require_data()
-        if self.mode == 'image':
-            return torch.tensor(self._image_q, dtype=torch.float64)
-        if self._counts is not None:
-            return histogram_quantile(self._counts, self._alphas, self._overflow_max)
-        # torch.cat makes the one copy that selection may reorder
-        return torch.tensor([
-            kth_smallest_inplace(torch.cat(chunks).numpy() if chunks else np.empty(0),
-                                 conformal_rank(sum(c.numel() for c in chunks), alpha))
-            for chunks, alpha in zip(self._exact, self._alphas)], dtype=torch.float64)
+        return self.procedure.group_thresholds()
 
     def thresholds(self):
         """q_k per class, (K,) float64: class k is in C(x) when s_k(x) <= q_k.
@@ -250,23 +182,11 @@ class ConformalCalibrator:
         The same q for every class in 'pixel' and 'image' mode, the class's own q in 'class'
         mode. Raises ValueError on an empty calibration set.
         """
-        q = self.group_thresholds()
-        if self.mode == 'class':
-            return q
-        if self.mode == 'image':
-            q = torch.tensor([self._aggregate_images(q)], dtype=torch.float64)
-        return q.expand(self.num_classes).clone()
+        self._require_data()
+        return self.procedure.thresholds()
 
-    def _aggregate_images(self, q):
-        seen = torch.tensor(self._image_n) > 0
-        if self.image_aggregation == 'conformal':
-            return conformal_quantile(q[seen], self.alpha)
-        finite = sorted(q[seen & torch.isfinite(q)].tolist())
-        if not finite:
-            return math.inf
-        if self.image_aggregation == 'median':
-            return finite[(len(finite) - 1) // 2]
-        return math.fsum(finite) / len(finite)  # exactly rounded, so independent of order
+    def group_names(self, class_names=None):
+        return self.procedure.group_names(class_names)
 
     def _require_data(self):
         if int(self.group_counts().sum()) == 0:
@@ -287,29 +207,8 @@ class ConformalCalibrator:
         """
         merged = self.copy()
         import torch.distributed as dist
-        if not (dist.is_available() and dist.is_initialized()):
-            return merged
-        device = torch.device('cpu')
-        if dist.get_backend(group) == 'nccl':
-            device = torch.device('cuda', torch.cuda.current_device())
-        if merged._counts is not None:
-            counts = merged._counts.to(device)
-            overflow = merged._overflow_max.to(device)
-            dist.all_reduce(counts, dist.ReduceOp.SUM, group=group)
-            dist.all_reduce(overflow, dist.ReduceOp.MAX, group=group)
-            merged._counts.copy_(counts)
-            merged._overflow_max.copy_(overflow)
-        if merged._exact is not None or merged.mode == 'image':
-            payload = (merged._exact_state(), merged._image_q, merged._image_n)
-            gathered = [None] * dist.get_world_size(group)
-            dist.all_gather_object(gathered, payload, group=group)
-            merged.reset()
-            for exact, image_q, image_n in gathered:
-                if exact is not None:
-                    for chunks, scores in zip(merged._exact, exact):
-                        chunks.append(scores)
-                merged._image_q.extend(image_q)
-                merged._image_n.extend(image_n)
+        if dist.is_available() and dist.is_initialized():
+            merged.procedure.all_reduce(group)
         return merged
 
     # ------------------------------------------------------------------ state
@@ -325,21 +224,11 @@ class ConformalCalibrator:
                     image_aggregation=self.image_aggregation, check_probs=self.check_probs,
                     prob_tol=self.prob_tol, ignore_index=self.ignore_index)
 
-    def _exact_state(self):
-        if self._exact is None:
-            return None
-        return [torch.cat(chunks) if chunks else torch.empty(0) for chunks in self._exact]
-
     def state_dict(self):
         """Everything needed to resume or reuse the calibration (tensors and plain types, so it
         fits in a checkpoint loaded with ``weights_only=True``)."""
-        return dict(
-            format=STATE_FORMAT, version=STATE_VERSION, config=self.config(),
-            counts=None if self._counts is None else self._counts.clone(),
-            overflow_max=None if self._overflow_max is None else self._overflow_max.clone(),
-            exact_scores=self._exact_state(),
-            image_q=torch.tensor(self._image_q, dtype=torch.float64),
-            image_n=torch.tensor(self._image_n, dtype=torch.int64))
+        return dict(format=STATE_FORMAT, version=STATE_VERSION, config=self.config(),
+                    **self.procedure.state())
 
     def load_state_dict(self, state):
         """Restore the calibration data of :meth:`state_dict`.
@@ -362,15 +251,7 @@ class ConformalCalibrator:
                     f'calibrator with {key}={mine[key]!r}; build it with the same {key} '
                     '(or use ConformalCalibrator.from_state_dict)')
         self.reset()
-        if self._counts is not None:
-            self._counts.copy_(state['counts'])
-            self._overflow_max.copy_(state['overflow_max'])
-        if self._exact is not None:
-            for chunks, scores in zip(self._exact, state['exact_scores']):
-                if scores.numel():
-                    chunks.append(scores.clone())
-        self._image_q = [float(q) for q in state['image_q']]
-        self._image_n = [int(n) for n in state['image_n']]
+        self.procedure.load(state)
 
     @classmethod
     def from_state_dict(cls, state):
@@ -383,37 +264,10 @@ class ConformalCalibrator:
         return type(self).from_state_dict(self.state_dict())
 
     def to_json_dict(self, group_names=None):
-        """JSON-ready description: config, per-group n and q, per-class q, and the data.
-
-        +inf thresholds are written as null with ``"q_infinite": true``.
-        """
-        data = self.state_dict()
-        out = dict(format=STATE_FORMAT, version=STATE_VERSION, config=data['config'])
-        counts = self.group_counts()
-        if int(counts.sum()) > 0:
-            q = self.group_thresholds()
-            names = group_names or self.group_names()
-            out['groups'] = [
-                dict(name=name, n=int(n), alpha=a, q=_json_float(qg),
-                     q_infinite=math.isinf(qg), n_min=min_calibration_size(a))
-                for name, n, a, qg in zip(names, counts.tolist(), self.group_alphas(),
-                                          q.tolist())]
-            out['thresholds'] = [_json_float(v) for v in self.thresholds().tolist()]
-        else:
-            out['groups'], out['thresholds'] = [], None
-        if data['counts'] is not None:
-            out['histograms'] = []
-            for hist, top in zip(data['counts'], data['overflow_max'].tolist()):
-                nonzero = hist.nonzero().view(-1)
-                out['histograms'].append(dict(
-                    bins=nonzero.tolist(), counts=hist[nonzero].tolist(),
-                    overflow_max=_json_float(top)))
-        if data['exact_scores'] is not None:
-            out['exact_scores'] = [s.tolist() for s in data['exact_scores']]
-            out['exact_dtype'] = str(data['exact_scores'][0].dtype).replace('torch.', '')
-        if self.mode == 'image':
-            out['images'] = dict(q=[_json_float(v) for v in self._image_q], n=self._image_n)
-        return out
+        """JSON-ready description: config, per-group n and q, per-class q, and the data
+        (:mod:`.calibrator_json`). +inf thresholds are written as null with
+        ``"q_infinite": true``."""
+        return calibration_to_json(self, group_names)
 
     def save_json(self, path, group_names=None):
         """Write :meth:`to_json_dict` to ``path`` (strict JSON: no NaN or Infinity)."""
@@ -425,22 +279,7 @@ class ConformalCalibrator:
         if data.get('format') != STATE_FORMAT:
             raise ValueError(f"not a ConformalCalibrator JSON (format '{STATE_FORMAT}' missing)")
         calibrator = cls(**data['config'])
-        state = calibrator.state_dict()
-        if state['counts'] is not None:
-            for g, hist in enumerate(data['histograms']):
-                state['counts'][g, torch.tensor(hist['bins'], dtype=torch.int64)] = \
-                    torch.tensor(hist['counts'], dtype=torch.int64)
-                top = hist['overflow_max']
-                state['overflow_max'][g] = -math.inf if top is None else top
-        if state['exact_scores'] is not None:
-            dtype = getattr(torch, data['exact_dtype'])
-            state['exact_scores'] = [torch.tensor(s, dtype=dtype) for s in data['exact_scores']]
-        if calibrator.mode == 'image':
-            state['image_q'] = torch.tensor(
-                [math.inf if v is None else v for v in data['images']['q']],
-                dtype=torch.float64)
-            state['image_n'] = torch.tensor(data['images']['n'], dtype=torch.int64)
-        calibrator.load_state_dict(state)
+        calibrator.load_state_dict(state_from_json(calibrator.state_dict(), data))
         return calibrator
 
     @classmethod
@@ -448,14 +287,6 @@ class ConformalCalibrator:
         """A calibrator restored from :meth:`save_json`, ready to threshold or to update."""
         with open(path) as f:
             return cls.from_json_dict(json.load(f))
-
-    def group_names(self, class_names=None):
-        if self.mode == 'pixel':
-            return ['all pixels']
-        if self.mode == 'class':
-            return list(class_names) if class_names else [
-                f'class {k}' for k in range(self.num_classes)]
-        return [f'image {i}' for i in range(len(self._image_n))]
 
     def __repr__(self):
         return (f'{type(self).__name__}(num_classes={self.num_classes}, alpha={self.alpha}, '
@@ -499,21 +330,3 @@ def _check_finite(scores, valid):
         raise ValueError(
             f'{int(bad.sum())} labeled pixels have NaN or infinite scores; check the annotator '
             'output (probabilities must be finite)')
-
-
-def _track_overflow(overflow_max, scores, group, valid):
-    """Keep per group (``group`` None: group 0) the largest score > 1, the overflow bin's
-    upper edge; such scores are rare, so the common case costs one max."""
-    if scores.numel() == 0 or float(scores.max()) <= 1:
-        return
-    over = scores > 1
-    if valid is not None:
-        over &= valid
-    if over.any():
-        group = (torch.zeros(int(over.sum()), dtype=torch.int64) if group is None
-                 else group[over])
-        overflow_max.scatter_reduce_(0, group, scores[over].to(torch.float64), 'amax')
-
-
-def _json_float(value):
-    return None if math.isinf(value) or math.isnan(value) else float(value)

@@ -140,3 +140,53 @@ def test_shared_camvid_is_linked_when_present(tmp_path, monkeypatch):
     monkeypatch.setattr(run, 'SHARED_CAMVID', str(shared))
     run.check_camvid()
     assert osp.islink(run.CAMVID) and osp.samefile(run.CAMVID, shared)
+
+
+def _risk_row(risk, target, kept_ratio, precision, kept_wrong):
+    return dict(kind='risk', risk=risk, mode='pixel', target=target, delta=0.1,
+                kept_ratio=kept_ratio, precision=precision, kept_wrong=kept_wrong)
+
+
+def test_risk_findings_compare_the_measured_error_with_the_target():
+    import report
+    flr, ke = 'false_label_rate', 'kept_error'
+    methods = {
+        'raw': dict(kind='raw', kept_ratio=1.0, precision=0.8),
+        'conformal pixel, alpha 0.05': dict(kind='conformal', mode='pixel', alpha=0.05,
+                                            kept_ratio=0.9, precision=0.85),
+        'risk flr 0.02': _risk_row(flr, 0.02, 0.0, 0.0, 0.0),
+        'risk flr 0.1': _risk_row(flr, 0.1, 0.5, 0.85, 0.06),     # error 15% > 10%
+        'risk ke 0.1': _risk_row(ke, 0.1, 0.7, 0.88, 0.08),       # kept & wrong 8% <= 10%
+        'risk ke 0.5': _risk_row(ke, 0.5, 0.0, 0.0, 0.0),         # certified, reached by none
+    }
+    ok = 'calibrated'
+    pooled = dict(n=46, n_needed=114, source='keep_nothing')
+    q = dict(methods=methods, risk_calibration={
+        'risk flr 0.02': dict(mode='pixel', groups=[pooled]),
+        'risk flr 0.1': dict(mode='pixel', groups=[dict(n=46, n_needed=22, source=ok)]),
+        'risk ke 0.1': dict(mode='pixel', groups=[dict(n=46, n_needed=9, source=ok)]),
+        'risk ke 0.5': dict(mode='pixel', groups=[dict(n=46, n_needed=1, source=ok,
+                                                       threshold=1.0)])})
+    text = '\n'.join(report.risk_findings(q))
+    assert 'Keep nothing** (2 of 4 risk rows): risk flr 0.02 (46 labeled images, 114 needed' \
+        in text
+    assert 'risk ke 0.5 (t = 1.0000 certified on 46 labeled images, but no unlabeled pixel' in text
+    assert 'Within the target on the unlabeled images** (1 rows): risk ke 0.1: keeps 70.0%' \
+        in text and 'kept-and-wrong share of the labeled pixels 8.00% (target 10%)' in text
+    assert 'Above the target on the unlabeled images** (1 rows): risk flr 0.1' in text
+    assert 'error of the kept labels 15.00% (target 10%)' in text
+
+
+def test_risk_report_from_evaluate(tmp_path):
+    import report
+    probs, gt = _random_case(2, n=8)
+    data = {f'img{i}': (probs[i], gt[i]) for i in range(8)}
+    out = quality.evaluate(data.__getitem__, [f'img{i}' for i in range(4)],
+                           [f'img{i}' for i in range(4, 8)], CLASSES, alphas=(0.1, ),
+                           taus=(0.5, ), risk_targets=(0.05, 0.5))
+    out['labeled'], out['unlabeled'] = 4, 4
+    text = open(report.write_risk(out, str(tmp_path), '1-8')).read()
+    assert '## What the numbers show' in text
+    # 4 labeled images: conformal risk control needs ceil(1 / 0.05) - 1 = 19 at target 0.05
+    assert 'risk kept_error pixel, target 0.05 (4 labeled images, 19 needed' in text
+    assert out['methods']['risk kept_error pixel, target 0.05']['kept_ratio'] == 0

@@ -435,4 +435,81 @@ def _risk_section(q, split):
                   + '; '.join(f'{r} at target {t:g}: {n}' for (r, t), n in needed.items())
                   + '. Per class, the count is of the labeled images in which the annotator '
                   'predicts the class.']
+    lines += ['', '## What the numbers show', ''] + risk_findings(q)
     return '\n'.join(lines)
+
+
+def _actual_error(m):
+    """The measured counterpart of a risk row's target on the unlabeled images: the error of
+    the kept labels (1 - precision) for 'false_label_rate', the kept-and-wrong share of the
+    labeled pixels for 'kept_error'."""
+    if m['risk'] == 'false_label_rate':
+        return 1 - m['precision'], 'error of the kept labels'
+    return m['kept_wrong'], 'kept-and-wrong share of the labeled pixels'
+
+
+def _why_nothing(cal):
+    """Why a risk row kept no unlabeled pixel, from its calibration's groups."""
+    pooled, own = cal['groups'][0], cal['groups'][1:]
+    if pooled['source'] == 'calibrated':
+        why = (f"t = {pooled['threshold']:.4f} certified on {pooled['n']} labeled images, but "
+               'no unlabeled pixel is that confident')
+    elif pooled['n'] < pooled['n_needed']:
+        why = (f"{pooled['n']} labeled images, {pooled['n_needed']} needed even with no error "
+               'observed')
+    else:
+        why = (f"{pooled['n']} labeled images (>= {pooled['n_needed']} needed), but no "
+               'threshold passes at the error observed on them')
+    if cal['mode'] == 'class':
+        count = {s: sum(g['source'].startswith(s) for g in own)
+                 for s in ('calibrated', 'keep_nothing', 'fallback')}
+        why = (f"per class: {count['fallback']} of {len(own)} classes on the pooled fallback "
+               f"(too few labeled images predict them), {count['keep_nothing']} certify no "
+               f"threshold, {count['calibrated']} certify one that no unlabeled pixel reaches; "
+               f'pooled: {why}')
+    return why
+
+
+def risk_findings(q):
+    """Bullets, computed from the results, on what the risk rows show: which settings keep
+    nothing and why (images available against images needed), and for the others whether the
+    error measured on the unlabeled images' ground truth stays within the target."""
+    rows = {n: m for n, m in q['methods'].items() if m['kind'] == 'risk'}
+    cal = q['risk_calibration']
+    lines = []
+    nothing, within, above = [], [], []
+    for name, m in rows.items():
+        if not m['kept_ratio']:
+            nothing.append(f'{name} ({_why_nothing(cal[name])})')
+            continue
+        error, what = _actual_error(m)
+        text = (f"{name}: keeps {_pct(m['kept_ratio'])}% of the unlabeled pixels, "
+                f"{what} {100 * error:.2f}% (target {100 * m['target']:g}%), precision "
+                f"{_pct(m['precision'])}%")
+        (within if error <= m['target'] else above).append(text)
+    if nothing:
+        lines.append(f'- **Keep nothing** ({len(nothing)} of {len(rows)} risk rows): '
+                     + '; '.join(nothing) + '. Where no threshold is certified the filter '
+                     'keeps no pseudo-label rather than an uncertified one.')
+    if within:
+        lines.append(f'- **Within the target on the unlabeled images** ({len(within)} rows): '
+                     + '; '.join(within) + '.')
+    if above:
+        lines.append(f'- **Above the target on the unlabeled images** ({len(above)} rows): '
+                     + '; '.join(above) + '.')
+    paper = next((m for n, m in q['methods'].items() if m['kind'] == 'conformal'
+                  and m['mode'] == 'pixel'), None)
+    if paper is not None:
+        lines.append(f"- The paper's filter (pixel mode, alpha {paper['alpha']:g}) keeps "
+                     f"{_pct(paper['kept_ratio'])}% at precision {_pct(paper['precision'])}%"
+                     ' (it controls the coverage of prediction sets, not the error of the kept '
+                     f"labels); the annotator's argmax everywhere has precision "
+                     f"{_pct(q['methods']['raw']['precision'])}%.")
+    lines.append(
+        "- What this check is and is not: 'kept_error' bounds the expected per-image "
+        "kept-and-wrong share, 'false_label_rate' the expected per-image error of the kept "
+        'labels with probability >= 1 - delta over the labeled images drawn, both for images '
+        'exchangeable with the labeled ones (in class mode per predicted class); the '
+        'table pools the pixels of the unlabeled images of one split with one annotator, so it '
+        'is an empirical check of the outcome, not a test of the guarantee.')
+    return lines

@@ -24,10 +24,14 @@ class ScoreList:
             self._chunks[0].append(scores.reshape(-1).clone())
             return
         group = (group.reshape(-1) if valid is None else group[valid]).to(torch.int64)
-        # a stable sort splits the scores by group in their order of arrival, in one pass
-        order = torch.argsort(group, stable=True)
+        scores = scores.reshape(-1)
+        if bool((group[1:] < group[:-1]).any()):
+            # a stable sort splits the scores by group in their order of arrival, in one pass
+            scores = scores[torch.argsort(group, stable=True)]
+        else:   # already grouped (e.g. one image after another): a copy, not a view
+            scores = scores.clone()
         sizes = torch.bincount(group, minlength=self.num_groups).tolist()
-        for chunks, part in zip(self._chunks, torch.split(scores.reshape(-1)[order], sizes)):
+        for chunks, part in zip(self._chunks, torch.split(scores, sizes)):
             if part.numel():
                 chunks.append(part)
 

@@ -48,3 +48,26 @@ def test_close_distributed_destroys_the_group(tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_dist_train_a_voc_config_with_sync_bn_on_two_cpu_ranks(tmp_path, python):
+    """The VOC configs use SyncBN, which needs CUDA: on CPU ranks it becomes BN, logged."""
+    from voc_layout import make_voc_workspace
+    make_voc_workspace(tmp_path, num_labeled=4)
+    small = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+             'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+             'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
+    env = dict(os.environ, PYTHON=python, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', 'configs/supervised/deeplabv3plus_r101_voc-classic-366.py',
+         '2', '--work-dir', str(tmp_path / 'work'), '--cfg-options', 'model.pretrained=None',
+         'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
+         'model.data_preprocessor.size=(64,64)', 'train_cfg.max_iters=2',
+         'train_cfg.val_interval=2', *small],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'SyncBatchNorm layers only work with GPU modules' not in out
+    assert ('CPU distributed run: 115 SyncBN layers (e.g. backbone.stem.1) reverted to BN'
+            in out)  # logged by rank 0 (mmengine's logger shows other ranks' errors only)
+    assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')

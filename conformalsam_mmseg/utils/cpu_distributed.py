@@ -4,11 +4,43 @@ mmengine 0.10.7 assumes a GPU per rank: ``init_dist`` calls ``torch.cuda.set_dev
 the DDP wrapper is given ``device_ids=[LOCAL_RANK]``. Both fail on a CPU-only build. Here the
 process group is initialised with gloo first (mmengine then skips its own init) and the
 wrapper gets ``device_ids=None``, which is what DDP expects for CPU modules.
+
+SyncBN needs CUDA ("SyncBatchNorm layers only work with GPU modules"); mmengine reverts it to
+BN only for non-distributed runs. On a CPU-only distributed run the wrapper
+(:class:`CPUDistributedDataParallel`) reverts it before DDP sees the model, and logs it: each
+rank then normalises over its own batch, as plain BN does.
 """
 import gc
 
 import torch
 import torch.distributed as torch_dist
+from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
+from mmengine.registry import MODEL_WRAPPERS
+
+DEFAULT_WRAPPER = 'MMDistributedDataParallel'
+CPU_WRAPPER = 'CPUDistributedDataParallel'
+
+
+def _sync_bn_layers(module):
+    from mmcv.ops import SyncBatchNorm as MMCVSyncBatchNorm
+    return [name for name, m in module.named_modules()
+            if isinstance(m, (torch.nn.SyncBatchNorm, MMCVSyncBatchNorm))]
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` for CPU ranks: SyncBN layers become BN first (logged)."""
+
+    def __init__(self, module, **kwargs):
+        sync_bn = _sync_bn_layers(module)
+        if sync_bn:
+            print_log(
+                f'CPU distributed run: {len(sync_bn)} SyncBN layers (e.g. {sync_bn[0]}) '
+                'reverted to BN, which normalises over each rank\'s batch (SyncBN needs CUDA)',
+                logger='current')
+            module = revert_sync_batchnorm(module)
+        super().__init__(module=module, **kwargs)
 
 
 def setup_cpu_distributed(cfg, launcher):
@@ -28,6 +60,8 @@ def setup_cpu_distributed(cfg, launcher):
         type='MMDistributedDataParallel',
         broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if wrapper.get('type', DEFAULT_WRAPPER) == DEFAULT_WRAPPER:
+        wrapper['type'] = CPU_WRAPPER
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
     return cfg

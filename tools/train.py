@@ -12,6 +12,10 @@ from mmseg.registry import RUNNERS
 import conformalsam_mmseg  # noqa: F401  (registers components and checkpoint safe globals)
 from conformalsam_mmseg.models import check_equal_batches
 from conformalsam_mmseg.utils import close_distributed, setup_cpu_distributed
+from conformalsam_mmseg.utils.crop_size_check import CropSizeError, check_crop_size
+from conformalsam_mmseg.utils.pretrained_weights import (PretrainedWeightsError,
+                                                         explain_weight_downloads)
+from conformalsam_mmseg.utils.split_files import SplitFileError, check_split_files
 
 
 def parse_args():
@@ -76,14 +80,24 @@ def main():
 
     cfg.resume = args.resume
     check_equal_batches(cfg)  # AllSpark's equal labeled/unlabeled batches, before building
+    try:  # mistakes that would otherwise surface deep inside the first iterations
+        check_crop_size(cfg)
+        check_split_files(cfg)
+    except (CropSizeError, SplitFileError) as e:
+        raise SystemExit(f'error: {e}') from None
     setup_cpu_distributed(cfg, args.launcher)
 
-    # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     try:
-        runner.train()
+        with explain_weight_downloads(cfg):
+            # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').
+            runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+            try:
+                runner.train()
+            finally:
+                del runner  # its DDP wrapper holds the process group
+    except PretrainedWeightsError as e:
+        raise SystemExit(f'error: {e}') from None
     finally:
-        del runner  # its DDP wrapper holds the process group
         close_distributed()
 
 

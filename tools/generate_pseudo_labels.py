@@ -7,6 +7,11 @@ Examples:
   # the simulated annotator (benchmarks only: it reads the ground truth)
   python tools/generate_pseudo_labels.py configs/demo/deeplabv3plus_r18-tiny_shapes.py \\
       --annotator simulated --annotator-cfg gap=0.5 --split train --out work_dirs/demo/annotator
+  # SEEM (the paper's annotator) needs its clone, config and checkpoint
+  python tools/generate_pseudo_labels.py configs/allspark_conformalsam_voc.py \\
+      --annotator seem --annotator-cfg repo=$SEEM checkpoint=$SEEM/seem_focall_v1.pt \\
+      config_file=$SEEM/configs/seem/focall_unicl_lang_v1.yaml \\
+      --split labeled --out data/annotator_cache/seem_voc
   # CLIPSeg on VOC's unlabeled images, 4 GPUs (each process takes every 4th image)
   python -m torch.distributed.run --nproc_per_node 4 tools/generate_pseudo_labels.py \\
       CONFIG --annotator clipseg --annotator-cfg background_index=0 --split unlabeled \\
@@ -23,12 +28,20 @@ conformalsam_mmseg.annotators.ANNOTATORS; --annotator-cfg gives its arguments.
                        whose ann_file is labeled.txt / unlabeled.txt; 'unlabeled' falls back to
                        the labeled dataset with its ann_file's labeled.txt replaced by
                        unlabeled.txt (data/splits/<set>/<split>/ holds both);
-  --ann-file FILE      replaces the chosen dataset's ann_file (one stem per line).
+  --ann-file FILE      replaces the chosen dataset's ann_file (one stem per line; a path
+                       relative to the current folder, or else to data_root).
+  --seg-map-path DIR   the label folder (relative to data_root) for annotators that read
+                       ground truth (simulated), e.g. on VOC classic's unlabeled images, whose
+                       masks are in VOCdevkit/VOC2012/SegmentationClassAug.
+
+Every image (and, for the simulated annotator, every label file) is checked before the first
+is annotated.
 
 The run is resumable (finished, valid entries are skipped; --overwrite remakes them), writes
 every file atomically, and under torchrun each process takes every WORLD_SIZE-th image (no
 process group is needed; on GPUs each process uses cuda:LOCAL_RANK). It writes DIR/cache_info.json
-with the command that made the cache; training-time errors for missing entries quote it.
+with the command of each split made into DIR (and its images); training-time errors for missing
+or broken entries quote the command of the entry's split.
 Format: docs/annotators.md.
 """
 import argparse
@@ -41,6 +54,14 @@ import time
 SHORT_NAMES = dict(simulated='SimulatedAnnotator', clipseg='CLIPSegAnnotator',
                    seem='SEEMAnnotator', precomputed='PrecomputedAnnotator')
 WRAPPER_KEYS = ('dataset', 'datasets')
+# what each annotator needs on the command line (checked before anything is loaded)
+ANNOTATOR_EXAMPLES = dict(
+    SEEMAnnotator='--annotator-cfg repo=/path/to/SEEM '
+    'config_file=/path/to/SEEM/configs/seem/focall_unicl_lang_v1.yaml '
+    'checkpoint=/path/to/seem_focall_v1.pt',
+    PrecomputedAnnotator='--annotator-cfg cache_dir=/path/to/a/cache')
+PATH_OPTIONS = dict(SEEMAnnotator=('repo', 'config_file', 'checkpoint'),
+                    PrecomputedAnnotator=('cache_dir',))
 
 
 def parse_args(argv=None):
@@ -60,7 +81,12 @@ def parse_args(argv=None):
     parser.add_argument('--topk', type=int, default=3, metavar='K',
                         help='classes stored per pixel (default: %(default)s)')
     parser.add_argument('--ann-file', metavar='FILE',
-                        help='image stems to annotate instead of the dataset\'s ann_file')
+                        help='image stems to annotate instead of the dataset\'s ann_file (a '
+                        'path as typed, relative to the current folder, or to data_root)')
+    parser.add_argument('--seg-map-path', metavar='DIR',
+                        help='the label folder of the split, for annotators that read ground '
+                        'truth (simulated), relative to data_root as data_prefix.seg_map_path, '
+                        'e.g. VOCdevkit/VOC2012/SegmentationClassAug')
     parser.add_argument('--codec', choices=('zlib', 'none'), default='zlib',
                         help='payload compression (default: %(default)s; none: larger files, '
                         'faster loading)')
@@ -82,6 +108,8 @@ def remake_command(args):
     parts += ['--split', args.split, '--out', args.out, '--topk', str(args.topk)]
     if args.ann_file:
         parts += ['--ann-file', args.ann_file]
+    if args.seg_map_path:
+        parts += ['--seg-map-path', args.seg_map_path]
     if args.codec != 'zlib':
         parts += ['--codec', args.codec]
     if args.cfg_options:
@@ -153,22 +181,72 @@ def split_dataset_cfg(cfg, split):
                      'use train, val, test, labeled or unlabeled')
 
 
-def build_image_list(cfg, split, ann_file=None):
-    """(data infos, class names) of the split's images."""
+def resolve_ann_file(ann_file, ds_cfg):
+    """``--ann-file`` as the user typed it: relative to the current folder when it exists
+    there (made absolute, since mmengine joins relative ann_files to data_root), else relative
+    to the dataset's data_root."""
+    if osp.isfile(ann_file):
+        return osp.abspath(ann_file)
+    root = ds_cfg.get('data_root') or ''
+    if root and not osp.isabs(ann_file) and osp.isfile(osp.join(root, ann_file)):
+        return ann_file
+    where = f' nor under data_root {osp.abspath(root)}' if root else ''
+    raise SystemExit(f'error: --ann-file {ann_file}: no such file in the current folder '
+                     f'{os.getcwd()}{where}')
+
+
+def build_image_list(cfg, split, ann_file=None, seg_map_path=None):
+    """(data infos, class names, split file) of the split's images."""
     from mmseg.registry import DATASETS
+
+    from conformalsam_mmseg.utils.split_files import split_file_path
     ds_cfg = split_dataset_cfg(cfg, split)
     if ann_file:
-        ds_cfg['ann_file'] = ann_file
+        ds_cfg['ann_file'] = resolve_ann_file(ann_file, ds_cfg)
+    if seg_map_path:
+        ds_cfg.setdefault('data_prefix', {})['seg_map_path'] = seg_map_path
     ds_cfg['pipeline'] = []
     ds_cfg['lazy_init'] = False
     ds_cfg['serialize_data'] = False
+    split_file = split_file_path(ds_cfg) if ds_cfg.get('ann_file') else None
+    if split_file and not osp.isfile(split_file):
+        raise SystemExit(f'error: split {split!r}: the split file {split_file} does not exist '
+                         f'(dataset ann_file {ds_cfg["ann_file"]!r}, data_root '
+                         f'{ds_cfg.get("data_root")!r}); pass --ann-file or make it with '
+                         'tools/make_splits.py')
     dataset = DATASETS.build(ds_cfg)
     infos = [dataset.get_data_info(i) for i in range(len(dataset))]
     if not infos:
         raise SystemExit(f'error: split {split!r} has no image (dataset {ds_cfg.get("type")}, '
-                         f'ann_file {ds_cfg.get("ann_file")!r}, data_root '
+                         f'split file {split_file or "none: the image folder"}, data_root '
                          f'{ds_cfg.get("data_root")!r})')
-    return infos, list(dataset.metainfo['classes'])
+    return infos, list(dataset.metainfo['classes']), split_file
+
+
+def check_images_exist(infos, split_file):
+    """Refuse a split naming missing images before annotating any."""
+    from conformalsam_mmseg.utils.split_files import missing_images, missing_images_message
+    missing = missing_images(infos)
+    if missing:
+        raise SystemExit('error: ' + missing_images_message(
+            missing, len(infos), split_file or 'the dataset'))
+
+
+def check_ground_truth(infos, split):
+    """For annotators that read ground truth: every image's label file, before any work."""
+    missing = [info for info in infos
+               if not info.get('seg_map_path') or not osp.isfile(info['seg_map_path'])]
+    if not missing:
+        return
+    first = missing[0]
+    raise SystemExit(
+        f'error: this annotator needs ground truth (the simulated one stands in for a real '
+        f'annotator in benchmarks), but {len(missing)} of the {len(infos)} images of split '
+        f'{split!r} have no label file (e.g. {first["img_path"]}: '
+        f'{first.get("seg_map_path")}). Point it at the labels with --seg-map-path DIR '
+        '(relative to data_root, as data_prefix.seg_map_path; on VOC the blended setting\'s '
+        'VOCdevkit/VOC2012/SegmentationClassAug holds masks for all 10582 training images), '
+        'or run a real annotator (seem, clipseg) on splits without labels')
 
 
 def check_unique_stems(infos):
@@ -219,7 +297,36 @@ def build(args):
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     annotator_cfg = dict(args.annotator_cfg or {})
     annotator_cfg['type'] = SHORT_NAMES.get(args.annotator, args.annotator)
+    check_annotator_args(args.annotator, annotator_cfg)
     return cfg, build_annotator(annotator_cfg)
+
+
+def check_annotator_args(name, annotator_cfg):
+    """The annotator's required arguments are given and its file arguments exist."""
+    import inspect
+
+    from conformalsam_mmseg.annotators import ANNOTATORS
+    type_name = annotator_cfg['type']
+    cls = ANNOTATORS.get(type_name)
+    if cls is None:
+        raise SystemExit(f'error: --annotator {name}: no such annotator; use '
+                         f'{", ".join(SHORT_NAMES)} or one of {sorted(ANNOTATORS.module_dict)}')
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    missing = [p.name for p in params
+               if p.default is inspect.Parameter.empty and p.name not in annotator_cfg
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    example = ANNOTATOR_EXAMPLES.get(type_name, '')
+    if missing:
+        raise SystemExit(
+            f'error: --annotator {name} ({type_name}) needs --annotator-cfg '
+            + ' '.join(f'{m}=...' for m in missing)
+            + (f', e.g.\n    {example}' if example else '')
+            + '\n(docs/annotators.md, "Backends")')
+    for option in PATH_OPTIONS.get(type_name, ()):
+        value = annotator_cfg.get(option)
+        if value is not None and not osp.exists(str(value)):
+            raise SystemExit(f'error: --annotator-cfg {option}={value}: no such file or folder'
+                             + (f' (e.g. {example})' if example else ''))
 
 
 def main(argv=None):
@@ -238,17 +345,18 @@ def main(argv=None):
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
 
     cfg, annotator = build(args)
-    infos, classes = build_image_list(cfg, args.split, args.ann_file)
+    infos, classes, split_file = build_image_list(cfg, args.split, args.ann_file,
+                                                  args.seg_map_path)
     check_unique_stems(infos)
+    check_images_exist(infos, split_file)
+    if annotator.needs_ground_truth:
+        check_ground_truth(infos, args.split)
     if not 1 <= args.topk <= len(classes):
         raise SystemExit(f'error: --topk must be in 1..{len(classes)}')
     os.makedirs(args.out, exist_ok=True)
     command = remake_command(args)
     if rank == 0:
-        write_manifest(args.out, dict(
-            command=command, config=args.config, split=args.split, annotator=annotator.name,
-            annotator_cfg=repr(annotator), topk=args.topk, codec=args.codec,
-            classes=classes, num_images=len(infos)))
+        write_manifest(args.out, manifest(args, command, annotator, classes, infos))
 
     cache = AnnotatorCache(args.out, num_classes=len(classes), class_names=classes,
                            annotator=annotator.name, topk=args.topk)
@@ -276,6 +384,25 @@ def main(argv=None):
     print(f'[rank {rank}/{world_size}] {written} written, {skipped} already valid, '
           f'{len(mine)} images in {time.time() - start:.1f}s -> {args.out}', flush=True)
     return dict(written=written, skipped=skipped, total=len(mine))
+
+
+def manifest(args, command, annotator, classes, infos):
+    """``cache_info.json``: this run, and every run before it into the same cache (one per
+    split, with its image stems), so that errors quote the command of the entry's own split."""
+    from conformalsam_mmseg.annotators import image_stem
+    from conformalsam_mmseg.annotators.cache import read_manifest
+    previous = read_manifest(args.out) or {}
+    runs = {}
+    if (previous.get('classes') == classes and previous.get('annotator') == annotator.name
+            and previous.get('topk') == args.topk):
+        runs = dict(previous.get('splits') or {})
+    label = args.split + (f' ({args.ann_file})' if args.ann_file else '')
+    runs.pop(label, None)
+    runs[label] = dict(command=command, num_images=len(infos),
+                       stems=[image_stem(info['img_path']) for info in infos])
+    return dict(command=command, config=args.config, split=args.split,
+                annotator=annotator.name, annotator_cfg=repr(annotator), topk=args.topk,
+                codec=args.codec, classes=classes, num_images=len(infos), splits=runs)
 
 
 def _size_or_none(path):

@@ -350,10 +350,22 @@ def read_manifest(cache_dir):
         return None
 
 
-def generate_command(cache_dir, manifest=None):
+def generate_command(cache_dir, manifest=None, stem=None):
     """The ``tools/generate_pseudo_labels.py`` command that (re)makes the entries of
-    ``cache_dir``: the one recorded in its manifest, else a template to fill in."""
+    ``cache_dir`` (with ``stem``: the entry of that image): the command of the recorded run
+    whose split holds the image, else the last run's, else a template to fill in.
+
+    The manifest records each run (``splits``: one per split, with its image stems), so that an
+    entry of the labeled split is not quoted the unlabeled split's command."""
     manifest = read_manifest(cache_dir) if manifest is None else manifest
+    runs = (manifest or {}).get('splits') or {}
+    if stem is not None and runs:
+        for run in reversed(list(runs.values())):  # the latest run first
+            if stem in run.get('stems', ()):
+                return run['command']
+        return ('python tools/generate_pseudo_labels.py CONFIG --annotator TYPE --split SPLIT '
+                f'--out {cache_dir}   (no recorded run covered this image; runs: '
+                + '; '.join(run['command'] for run in runs.values()) + ')')
     if manifest and manifest.get('command'):
         return manifest['command']
     return ('python tools/generate_pseudo_labels.py CONFIG --annotator TYPE --split SPLIT '
@@ -381,13 +393,13 @@ class AnnotatorCache:
         self.classes_sha1 = None if class_names is None else classes_hash(self.class_names)
         self.annotator = annotator
         self.topk = topk
-        self._command = None
+        self._manifest = None
 
-    @property
-    def command(self):
-        if self._command is None:
-            self._command = generate_command(self.cache_dir)
-        return self._command
+    def command(self, stem=None):
+        """The command that (re)makes the entry of image ``stem`` (see :func:`generate_command`)."""
+        if self._manifest is None:
+            self._manifest = read_manifest(self.cache_dir) or {}
+        return generate_command(self.cache_dir, self._manifest, stem=stem)
 
     def path(self, stem):
         return entry_path(self.cache_dir, stem)
@@ -402,18 +414,18 @@ class AnnotatorCache:
         except FileNotFoundError:
             raise CacheEntryError(
                 f'no annotator output for image {image}: {path} does not exist. Make the '
-                f'cache with\n    {self.command}') from None
+                f'cache with\n    {self.command(stem)}') from None
         except ValueError as e:
             raise CacheEntryError(
                 f'unreadable annotator output for image {image}: {e}. Delete it and remake '
-                f'it with\n    {self.command}') from None
+                f'it with\n    {self.command(stem)}') from None
         reason = stale_reason(entry.meta, stem=stem, height=height, width=width,
                               num_classes=self.num_classes, classes_sha1=self.classes_sha1,
                               annotator=self.annotator, topk=self.topk)
         if reason:
             raise CacheEntryError(
                 f'stale annotator output for image {image} in {path}: {reason}. Remake it '
-                f'with\n    {self.command}')
+                f'with\n    {self.command(stem)}')
         return entry
 
     def is_valid(self, stem, *, height=None, width=None):

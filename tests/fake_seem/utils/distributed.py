@@ -1,0 +1,2 @@
+def init_distributed(opt):
+    return dict(opt, distributed_initialised=True)

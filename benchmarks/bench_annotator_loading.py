@@ -272,6 +272,7 @@ def main(argv=None):
     from mmengine.config import Config
 
     import conformalsam_mmseg  # noqa: F401
+    from conformalsam_mmseg.annotators.fields import INDEX_KEY
     from conformalsam_mmseg.datasets import CamVidDataset
     from conformalsam_mmseg.engine.conformalsam_runner import apply_conformalsam
     torch.set_num_threads(1)
@@ -306,7 +307,7 @@ def main(argv=None):
         for ds in variants.values():
             time_pass(ds, args.seed)
         sample = variants['zlib, top-3'][0]['data_samples']
-        assert 'unsup_weak' in sample and hasattr(sample['unsup_weak'], 'annotator_topk_index')
+        assert 'unsup_weak' in sample and hasattr(sample['unsup_weak'], INDEX_KEY)
 
         times = compare(variants, args.rounds, time_pass, args.seed)
         kib = {n: cache_bytes(dirs[_key(n)]) / 1024 for n in variants if n != 'without cache'}

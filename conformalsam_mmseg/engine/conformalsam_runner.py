@@ -28,7 +28,7 @@ from mmengine.config import ConfigDict
 from mmengine.runner import Runner
 from mmseg.registry import DATASETS, RUNNERS
 
-from ..datasets.transforms.annotator_output import MAP_KEY, TOPK_KEY
+from ..annotators.fields import MAP_KEY, TOPK_KEY
 from ..models.segmentors.allspark import check_equal_batches
 
 

@@ -36,11 +36,7 @@ from mmseg.registry import TRANSFORMS
 
 from ...annotators.base import image_stem
 from ...annotators.cache import AnnotatorCache
-
-INDEX_KEY = 'annotator_topk_index'
-PROB_KEY = 'annotator_topk_prob'
-MAP_KEY = 'annotator_topk_map'   # the (H, W, 2k) seg field between loading and packing
-TOPK_KEY = 'annotator_topk'      # k, a metainfo key of the packed sample
+from ...annotators.fields import INDEX_KEY, MAP_KEY, PROB_KEY, TOPK_KEY
 
 
 @TRANSFORMS.register_module()

@@ -18,10 +18,9 @@ from torch import nn
 from mmseg.registry import MODELS
 
 from ...annotators.cache import topk_to_dense
+from ...annotators.fields import INDEX_KEY, PROB_KEY
 from ...conformal import RULES, confidence_pseudo_labels, filter_pseudo_labels
 
-INDEX_KEY = 'annotator_topk_index'
-PROB_KEY = 'annotator_topk_prob'
 PADDED = 255
 
 

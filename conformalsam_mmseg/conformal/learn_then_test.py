@@ -26,11 +26,16 @@ from .risk_procedure import RiskProcedure, Selection
 
 def h1(a, b):
     """a log(a/b) + (1 - a) log((1 - a)/(1 - b)), the Kullback-Leibler divergence of
-    Bernoulli(a) from Bernoulli(b), with 0 log 0 = 0."""
+    Bernoulli(a) from Bernoulli(b), with 0 log 0 = 0; +inf where b is 0 or 1 and a is not
+    (the p-value exp(-n h1) is then 0: a mean risk a < 1 is impossible under R = 1)."""
     out = 0.0
     if a > 0:
+        if b <= 0:
+            return math.inf
         out += a * math.log(a / b)
     if a < 1:
+        if b >= 1:
+            return math.inf
         out += (1 - a) * math.log((1 - a) / (1 - b))
     return out
 

@@ -53,6 +53,19 @@ def test_interval_contains_estimate_and_narrows():
     assert hoeffding_bentkus_pvalue(0.1, 100, hi) == pytest.approx(0.05, rel=1e-6)
 
 
+def test_interval_of_a_tiny_risk():
+    # the lower bound bisects up to r = 1 - tiny, where h1(a, 1) is infinite, not a division
+    # by zero (a per-image mean risk of 1e-12 is an ordinary outcome of risk calibration)
+    assert h1(0.5, 1.0) == math.inf and h1(0.5, 0.0) == math.inf and h1(1.0, 1.0) == 0.0
+    _, hi_zero = hoeffding_bentkus_interval(0.0, 46, 0.1)
+    for risk in (1e-16, 1e-12, 1e-6):
+        lo, hi = hoeffding_bentkus_interval(risk, 46, 0.1)
+        assert 0.0 <= lo <= risk < hi
+        assert hi_zero <= hi < hi_zero + 1e-4   # continuous in the risk
+    lo, hi = hoeffding_bentkus_interval(1 - 1e-12, 46, 0.1)
+    assert lo == pytest.approx(1 - hi_zero, abs=1e-5) and hi == 1.0
+
+
 def test_images_needed():
     # CRC: 1 / (n + 1) <= target
     assert ConformalRiskControl(0.05).n_needed() == 19

@@ -12,4 +12,7 @@ log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False
+# A fixed seed: runs repeat, and a resumed run equals an uninterrupted one bit for bit
+# (docs/training.md). Override per run with --cfg-options randomness.seed=N.
+randomness = dict(seed=0)
 tta_model = dict(type='SegTTAModel')

@@ -30,18 +30,21 @@ SUPERVISED = osp.join(REPO, 'configs', 'demo', 'deeplabv3plus_r18-tiny_shapes.py
 CONFORMALSAM = osp.join(REPO, 'configs', 'demo', 'conformalsam_shapes.py')
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'demo'))
     parser.add_argument('--iters', type=int, default=1000, help='iterations of each run')
     parser.add_argument('--labeled', default='1/8', help='labeled fraction of the train images')
     parser.add_argument('--gap', type=float, default=0.2,
                         help='SimulatedAnnotator error level in [0, 1]')
-    return parser.parse_args()
+    parser.add_argument('--num-train', type=int, default=160, help='generated training images')
+    parser.add_argument('--num-val', type=int, default=40, help='generated val images')
+    return parser.parse_args(argv)
 
 
-def prepare_data(work_dir, labeled, gap):
-    data_root = make_shapes_dataset(osp.join(work_dir, 'data'))
+def prepare_data(work_dir, labeled, gap, num_train=160, num_val=40):
+    data_root = make_shapes_dataset(osp.join(work_dir, 'data'), num_train=num_train,
+                                    num_val=num_val)
     stems = list_stems(osp.join(data_root, 'images', 'train'), suffix='.png')
     lab, unl = seeded_split(stems, labeled, seed=0)
     write_ann_files(osp.join(data_root, 'splits'), lab, unl, overwrite=True)
@@ -58,7 +61,9 @@ def configure(path, work_dir, data_root, iters):
     cfg = Config.fromfile(path)
     cfg.work_dir = work_dir
     cfg.train_cfg.max_iters = iters
-    cfg.train_cfg.val_interval = iters + 1  # evaluate once, at the end
+    # no evaluation inside training (mmengine also evaluates at the last iteration, whatever
+    # val_interval says): train() evaluates once, after training
+    cfg.train_cfg.val_begin = iters + 1
     cfg.default_hooks.checkpoint.interval = iters
     for loader in ('val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = data_root
@@ -77,10 +82,11 @@ def train(cfg):
     return runner.val()['mIoU']
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     start = time.time()
-    data_root, n_lab, n_unl = prepare_data(args.work_dir, args.labeled, args.gap)
+    data_root, n_lab, n_unl = prepare_data(args.work_dir, args.labeled, args.gap,
+                                           args.num_train, args.num_val)
 
     sup = configure(SUPERVISED, osp.join(args.work_dir, 'supervised'), data_root, args.iters)
     sup.train_dataloader.dataset.ann_file = 'splits/labeled.txt'

@@ -195,8 +195,9 @@ def resolve_ann_file(ann_file, ds_cfg):
                      f'{os.getcwd()}{where}')
 
 
-def build_image_list(cfg, split, ann_file=None, seg_map_path=None):
-    """(data infos, class names, split file) of the split's images."""
+def build_image_list(cfg, split, ann_file=None, seg_map_path=None, return_split_file=False):
+    """(data infos, class names) of the split's images, and the split file (the ann_file as
+    opened, None without one) with ``return_split_file``."""
     from mmseg.registry import DATASETS
 
     from conformalsam_mmseg.utils.split_files import split_file_path
@@ -220,7 +221,8 @@ def build_image_list(cfg, split, ann_file=None, seg_map_path=None):
         raise SystemExit(f'error: split {split!r} has no image (dataset {ds_cfg.get("type")}, '
                          f'split file {split_file or "none: the image folder"}, data_root '
                          f'{ds_cfg.get("data_root")!r})')
-    return infos, list(dataset.metainfo['classes']), split_file
+    classes = list(dataset.metainfo['classes'])
+    return (infos, classes, split_file) if return_split_file else (infos, classes)
 
 
 def check_images_exist(infos, split_file):
@@ -346,7 +348,7 @@ def main(argv=None):
 
     cfg, annotator = build(args)
     infos, classes, split_file = build_image_list(cfg, args.split, args.ann_file,
-                                                  args.seg_map_path)
+                                                  args.seg_map_path, return_split_file=True)
     check_unique_stems(infos)
     check_images_exist(infos, split_file)
     if annotator.needs_ground_truth:

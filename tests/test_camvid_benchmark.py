@@ -167,11 +167,19 @@ def test_risk_findings_compare_the_measured_error_with_the_target():
         'risk ke 0.1': dict(mode='pixel', groups=[dict(n=46, n_needed=9, source=ok)]),
         'risk ke 0.5': dict(mode='pixel', groups=[dict(n=46, n_needed=1, source=ok,
                                                        threshold=1.0)])})
+    methods['risk flr class 0.1'] = dict(_risk_row(flr, 0.1, 0.2, 0.98, 0.004), mode='class',
+                                         per_class_precision={'x': 0.99, 'y': 0.0})
+    q['risk_calibration']['risk flr class 0.1'] = dict(mode='class', groups=[
+        dict(n=46, n_needed=22, source=ok),
+        dict(name='x', n=40, n_needed=22, source=ok, threshold=0.9, kept_ratio=0.5),
+        dict(name='y', n=30, n_needed=22, source=ok, threshold=0.94, kept_ratio=0.0)])
     text = '\n'.join(report.risk_findings(q))
-    assert 'Keep nothing** (2 of 4 risk rows): risk flr 0.02 (46 labeled images, 114 needed' \
+    assert ('risk flr class 0.1: classes below 1 - target in precision**: y (t 0.940: '
+            'precision 0.0%; on the labeled images t keeps 0% of the pixels labeled y)') in text
+    assert 'Keep nothing** (2 of 5 risk rows): risk flr 0.02 (46 labeled images, 114 needed' \
         in text
     assert 'risk ke 0.5 (t = 1.0000 certified on 46 labeled images, but no unlabeled pixel' in text
-    assert 'Within the target on the unlabeled images** (1 rows): risk ke 0.1: keeps 70.0%' \
+    assert 'Within the target on the unlabeled images** (2 rows): risk ke 0.1: keeps 70.0%' \
         in text and 'kept-and-wrong share of the labeled pixels 8.00% (target 10%)' in text
     assert 'Above the target on the unlabeled images** (1 rows): risk flr 0.1' in text
     assert 'error of the kept labels 15.00% (target 10%)' in text

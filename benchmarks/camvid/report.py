@@ -359,7 +359,8 @@ def _fmt_t(values):
         return f'{finite[0]:.4f}'
     lo, hi = min(finite), max(finite)
     inf = sum(1 for v in values if v is None or math.isinf(v))
-    return f'{lo:.3f}-{hi:.3f}' + (f' ({inf} x inf)' if inf else '')
+    return (f'{lo:.3f}' if lo == hi else f'{lo:.3f}-{hi:.3f}') + (f' ({inf} x inf)' if inf
+                                                                   else '')
 
 
 def _risk_section(q, split):
@@ -470,6 +471,36 @@ def _why_nothing(cal):
     return why
 
 
+def _class_findings(rows, cal):
+    """Classes of the class-mode rows whose kept labels on the unlabeled images are less
+    precise than 1 - target, with the share of their labeled calibration pixels kept at t."""
+    lines = []
+    for name, m in rows.items():
+        if m['mode'] != 'class' or not m['kept_ratio']:
+            continue
+        low = []
+        for g in cal[name]['groups'][1:]:
+            precision = m['per_class_precision'].get(g['name'])
+            if (g['source'] == 'calibrated' and precision is not None
+                    and not math.isnan(precision) and precision < 1 - m['target']):
+                low.append(f"{g['name']} (t {g['threshold']:.3f}: precision "
+                           f"{_pct(precision)}%; on the labeled images t keeps "
+                           f"{100 * g['kept_ratio']:.2g}% of the pixels labeled {g['name']})")
+        if not low:
+            continue
+        if m['risk'] == 'false_label_rate':
+            why = ('a threshold that keeps (almost) nothing on the labeled images is certified '
+                   'trivially, since an image that keeps nothing has error 0 by definition, '
+                   'and says little about the few unlabeled images where it keeps pixels')
+        else:
+            why = ("'kept_error' bounds the share of the pixels labeled k that are kept and "
+                   'wrong, not the precision of the kept ones: keeping a fraction f of them, '
+                   'precision can be as low as 1 - target / f')
+        lines.append(f'- **{name}: classes below 1 - target in precision**: '
+                     + '; '.join(low) + f'. Why: {why}.')
+    return lines
+
+
 def risk_findings(q):
     """Bullets, computed from the results, on what the risk rows show: which settings keep
     nothing and why (images available against images needed), and for the others whether the
@@ -497,6 +528,7 @@ def risk_findings(q):
     if above:
         lines.append(f'- **Above the target on the unlabeled images** ({len(above)} rows): '
                      + '; '.join(above) + '.')
+    lines += _class_findings(rows, cal)
     paper = next((m for n, m in q['methods'].items() if m['kind'] == 'conformal'
                   and m['mode'] == 'pixel'), None)
     if paper is not None:

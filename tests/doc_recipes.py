@@ -26,6 +26,6 @@ def bash_block(doc, containing):
 
 def commands(block):
     """The lines of a block with continuations joined and comments dropped."""
-    joined = re.sub(r'\\\n\s*', ' ', block)
+    joined = re.sub(r'\s*\\\n\s*', ' ', block)
     lines = [re.sub(r'\s+#.*$', '', line).strip() for line in joined.splitlines()]
     return [line for line in lines if line and not line.startswith('#')]

@@ -1,6 +1,7 @@
 """tools/dist_train.sh with 2 CPU processes (gloo) trains and checkpoints."""
 import os
 import os.path as osp
+import shlex
 import socket
 import subprocess
 
@@ -52,18 +53,22 @@ def test_close_distributed_destroys_the_group(tmp_path):
 
 def test_dist_train_a_voc_config_with_sync_bn_on_two_cpu_ranks(tmp_path, python):
     """The VOC configs use SyncBN, which needs CUDA: on CPU ranks it becomes BN, logged."""
+    from doc_recipes import bash_block, commands
     from voc_layout import make_voc_workspace
     make_voc_workspace(tmp_path, num_labeled=4)
     small = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
              'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
              'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
     env = dict(os.environ, PYTHON=python, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    # docs/training.md's command, as written, plus a small crop and 2 iterations
+    (line,) = commands(bash_block('docs/training.md', 'bash tools/dist_train.sh configs/'))
+    assert line == ('bash tools/dist_train.sh configs/supervised/'
+                    'deeplabv3plus_r101_voc-classic-366.py 2 --cfg-options model.pretrained=None')
     proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', 'configs/supervised/deeplabv3plus_r101_voc-classic-366.py',
-         '2', '--work-dir', str(tmp_path / 'work'), '--cfg-options', 'model.pretrained=None',
+        shlex.split(line) + [
          'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
          'model.data_preprocessor.size=(64,64)', 'train_cfg.max_iters=2',
-         'train_cfg.val_interval=2', *small],
+         'train_cfg.val_interval=2', *small, '--work-dir', str(tmp_path / 'work')],
         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

@@ -1,8 +1,10 @@
 """The training recipes of README.md ("Training") and docs/training.md, run as written on a
 tiny VOC made here, with the offline overrides docs/training.md gives (no ImageNet weights:
-model.pretrained=None; a 64 crop, set as "Changing the crop" says) and 2 CPU processes where
-the docs say 4 or 8 GPUs. README's dist_train.sh line is run by tests/test_dist_train.py with
-the same overrides; slurm_train.sh needs a Slurm cluster and is not run here."""
+model.pretrained=None; after the first run a 64 crop, set as "Changing the crop" says) and 2
+CPU processes where the docs say 4 or 8 GPUs. README's dist_train.sh line and docs/training.md's CPU one are run
+by tests/test_dist_train.py; the AllSpark/ConformalSAM line of "Pretrained weights offline" by
+tests/test_readme_recipes.py (its override, on the README's recipe); slurm_train.sh needs a
+Slurm cluster and is not run here."""
 import os
 import os.path as osp
 import re
@@ -37,33 +39,44 @@ def _run(line, cwd, *extra):
     return out
 
 
-def test_readme_training_and_docs_test_commands(tmp_path):
+def test_readme_training_and_docs_training_commands(tmp_path):
     make_voc_workspace(tmp_path, num_labeled=4)
     readme = commands(bash_block('README.md', 'tools/train.py CONFIG --resume'))
     train, _dist_train, resume, test, slurm = readme
     assert train == f'python tools/train.py {CONFIG}'
     assert slurm.startswith('GPUS=8 bash tools/slurm_train.sh')
+    docs = commands(bash_block('docs/training.md', 'bash tools/dist_test.sh'))
+    offline = commands(bash_block('docs/training.md', 'model.pretrained=None\npython'))
+    (crop,) = commands(bash_block('docs/training.md', 'crop_size=(161,161)'))
 
-    _run(train, tmp_path, '--cfg-options', 'train_cfg.max_iters=2', *OFFLINE)
+    # README's first line with docs/training.md's offline override is its "Pretrained weights
+    # offline" line; "Changing the crop" extends the same command: run that, offline
+    assert offline[0] == f'{train} --cfg-options model.pretrained=None'
+    assert crop.startswith(f'{train} --cfg-options ')
+    _run(crop, tmp_path, 'model.pretrained=None', 'train_cfg.max_iters=2', *OFFLINE[3:])
+    from mmengine.config import Config
+    used = Config.fromfile(str(tmp_path / WORK_DIR / osp.basename(CONFIG)))
+    assert tuple(used.train_dataloader.dataset.pipeline[3].crop_size) == (161, 161)
+    assert tuple(used.model.data_preprocessor.size) == (161, 161)
+    assert used.model.pretrained is None
     assert osp.isfile(tmp_path / WORK_DIR / 'iter_2.pth')
+
     assert resume == 'python tools/train.py CONFIG --resume'
     out = _run(resume.replace('CONFIG', CONFIG), tmp_path, '--cfg-options',
                'train_cfg.max_iters=4', *OFFLINE)
     assert 'resumed epoch: 0, iter: 2' in out
     assert osp.isfile(tmp_path / WORK_DIR / 'iter_4.pth')
-    assert test == 'python tools/test.py CONFIG work_dirs/.../iter_N.pth'
-    checkpoint = f'{WORK_DIR}/iter_4.pth'
-    out = _run(test.replace('CONFIG', CONFIG).replace('work_dirs/.../iter_N.pth', checkpoint),
-               tmp_path, '--cfg-options', *OFFLINE)
-    assert 'mIoU' in out
 
-    # docs/training.md: test.py's --out and --show-dir, dist_test.sh
-    docs = commands(bash_block('docs/training.md', 'bash tools/dist_test.sh'))
+    # README's test line, with the flags docs/training.md lists
+    assert test == 'python tools/test.py CONFIG work_dirs/.../iter_N.pth'
     assert 'python tools/test.py CONFIG CHECKPOINT [--out PRED_DIR] [--show-dir VIS_DIR] ' \
            '[--tta]' in docs
-    _run(f'python tools/test.py {CONFIG} {checkpoint} --out preds --show-dir vis', tmp_path,
-         '--cfg-options', *OFFLINE)
+    checkpoint = f'{WORK_DIR}/iter_4.pth'
+    out = _run(test.replace('CONFIG', CONFIG).replace('work_dirs/.../iter_N.pth', checkpoint),
+               tmp_path, '--out', 'preds', '--show-dir', 'vis', '--cfg-options', *OFFLINE)
+    assert 'mIoU' in out
     assert len(os.listdir(tmp_path / 'preds')) == 2  # val.txt: 2 images
+
     assert 'bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES' in docs
     out = _run(f'bash tools/dist_test.sh {CONFIG} {checkpoint} 2', tmp_path,
                '--cfg-options', *OFFLINE)

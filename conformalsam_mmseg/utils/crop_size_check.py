@@ -70,6 +70,6 @@ def check_crop_size(cfg):
                     f'the training crop {crop_key} = {crop} differs from {pad_key} = {pad}, '
                     'the size the data preprocessor pads every batch to: images would be '
                     'padded back to it while fields it does not pad (annotator outputs, '
-                    'pseudo-labels) keep the crop size. Set both to the same size, e.g. '
-                    f"--cfg-options {pad_key}='({h},{w})' along with the crop, or in the "
-                    f'config: crop_size = ({h}, {w}) and {pad_key}=crop_size.')
+                    'pseudo-labels) keep the crop size. Set both to the same size: add '
+                    f"--cfg-options {pad_key}='({h},{w})' to the crop's change, or set "
+                    f'{pad_key} in the config (docs/training.md, "Changing the crop").')

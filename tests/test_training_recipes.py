@@ -1,10 +1,10 @@
 """The training recipes of README.md ("Training") and docs/training.md, run as written on a
 tiny VOC made here, with the offline overrides docs/training.md gives (no ImageNet weights:
 model.pretrained=None; after the first run a 64 crop, set as "Changing the crop" says) and 2
-CPU processes where the docs say 4 or 8 GPUs. README's dist_train.sh line and docs/training.md's CPU one are run
-by tests/test_dist_train.py; the AllSpark/ConformalSAM line of "Pretrained weights offline" by
-tests/test_readme_recipes.py (its override, on the README's recipe); slurm_train.sh needs a
-Slurm cluster and is not run here."""
+CPU processes where the docs say 4 or 8 GPUs. README's dist_train.sh line and docs/training.md's
+CPU one are run by tests/test_dist_train.py; the AllSpark/ConformalSAM line of "Pretrained
+weights offline" by tests/test_readme_recipes.py (its override, on the README's recipe);
+slurm_train.sh needs a Slurm cluster and is not run here."""
 import os
 import os.path as osp
 import re

@@ -5,7 +5,6 @@ CamVid annotator's commands train for minutes on real CamVid: tests/test_camvid_
 runs that tool with a short schedule instead."""
 import json
 import os
-import os.path as osp
 import re
 import shlex
 import shutil

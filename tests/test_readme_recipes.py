@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 
 from conformalsam_mmseg.annotators import AnnotatorCache
 from conformalsam_mmseg.annotators.cache import read_manifest

@@ -31,6 +31,7 @@ import functools
 import json
 import math
 
+import numpy as np
 import torch
 
 from .calibrator_json import calibration_to_json, state_from_json
@@ -43,9 +44,9 @@ from .quantile import DEFAULT_NUM_BINS, alpha_fraction, check_num_bins
 from .score_histogram import ScoreHistogram
 from .score_list import ScoreList
 from .scores import SCORES, get_score
+from .state_checks import (STATE_FORMAT, STATE_VERSION, check_header, check_json_data,
+                           check_state_data)
 
-STATE_FORMAT = 'conformalsam.calibrator'
-STATE_VERSION = 1
 CHUNK_PIXELS = 2 ** 18   # pixels scored at a time inside update()
 PROCEDURES = {'pixel': PixelWiseCalibration, 'class': ClassWiseCalibration,
               'image': ImageWiseCalibration}
@@ -230,35 +231,48 @@ class ConformalCalibrator:
         return dict(format=STATE_FORMAT, version=STATE_VERSION, config=self.config(),
                     **self.procedure.state())
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, where='calibrator state'):
         """Restore the calibration data of :meth:`state_dict`.
 
         The structure (num_classes, mode, method, score, num_bins, ignore_index) must match;
         alpha and image_aggregation are threshold-time choices and stay those of ``self``, so
-        a saved histogram can be thresholded at another alpha.
+        a saved histogram or score list can be thresholded at another alpha. In 'image' mode
+        the state keeps only the per-image q_i at its alpha, so alpha must match there. The
+        whole state is validated first (:mod:`.state_checks`); ``where`` names it in errors.
         """
-        if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
-            raise ValueError('not a ConformalCalibrator state (missing format '
-                             f"'{STATE_FORMAT}')")
-        if state.get('version') != STATE_VERSION:
-            raise ValueError(f"unsupported calibrator state version {state.get('version')!r}, "
-                             f'this code reads version {STATE_VERSION}')
-        mine, theirs = self.config(), state['config']
+        theirs = check_header(state, where)
+        mine = self.config()
         for key in ('num_classes', 'mode', 'method', 'score', 'num_bins', 'ignore_index'):
             if mine[key] != theirs[key]:
                 raise ValueError(
-                    f'cannot load a calibration made with {key}={theirs[key]!r} into a '
-                    f'calibrator with {key}={mine[key]!r}; build it with the same {key} '
+                    f'{where}: cannot load a calibration made with {key}={theirs[key]!r} into '
+                    f'a calibrator with {key}={mine[key]!r}; build it with the same {key} '
                     '(or use ConformalCalibrator.from_state_dict)')
+        if self.mode == 'image' and alpha_fraction(theirs['alpha']) != alpha_fraction(self.alpha):
+            # only the per-image q_i at the saved alpha are kept, not the scores behind them
+            raise ValueError(
+                f"{where}: cannot load an 'image' mode calibration made with "
+                f"alpha={theirs['alpha']!r} into a calibrator with alpha={self.alpha!r}: the "
+                'state keeps only the per-image quantiles at its own alpha; build the '
+                f"calibrator with alpha={theirs['alpha']!r} (or use "
+                'ConformalCalibrator.from_state_dict), or calibrate again at the new alpha')
+        check_state_data(state, mine, where)
         self.reset()
         self.procedure.load(state)
 
     @classmethod
-    def from_state_dict(cls, state):
+    def from_state_dict(cls, state, where='calibrator state'):
         """A calibrator with the configuration (alpha included) and data of ``state``."""
-        calibrator = cls(**state['config'])
-        calibrator.load_state_dict(state)
+        calibrator = cls._from_config(check_header(state, where), where)
+        calibrator.load_state_dict(state, where)
         return calibrator
+
+    @classmethod
+    def _from_config(cls, config, where):
+        try:
+            return cls(**config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f'{where}: config: {e}') from None
 
     def copy(self):
         return type(self).from_state_dict(self.state_dict())
@@ -275,18 +289,24 @@ class ConformalCalibrator:
             json.dump(self.to_json_dict(group_names), f, allow_nan=False)
 
     @classmethod
-    def from_json_dict(cls, data):
-        if data.get('format') != STATE_FORMAT:
-            raise ValueError(f"not a ConformalCalibrator JSON (format '{STATE_FORMAT}' missing)")
-        calibrator = cls(**data['config'])
-        calibrator.load_state_dict(state_from_json(calibrator.state_dict(), data))
+    def from_json_dict(cls, data, where='calibrator JSON'):
+        """A calibrator restored from :meth:`to_json_dict`; the whole dict is validated
+        first, errors name the field and ``where``."""
+        calibrator = cls._from_config(check_header(data, where, 'JSON'), where)
+        check_json_data(data, calibrator.config(), where)
+        calibrator.load_state_dict(state_from_json(calibrator.state_dict(), data), where)
         return calibrator
 
     @classmethod
     def load_json(cls, path):
         """A calibrator restored from :meth:`save_json`, ready to threshold or to update."""
         with open(path) as f:
-            return cls.from_json_dict(json.load(f))
+            try:
+                data = json.load(f)
+            except ValueError as e:
+                raise ValueError(f'{path}: not a JSON file ({e}); write it with '
+                                 'ConformalCalibrator.save_json') from None
+        return cls.from_json_dict(data, where=str(path))
 
     def __repr__(self):
         return (f'{type(self).__name__}(num_classes={self.num_classes}, alpha={self.alpha}, '
@@ -301,10 +321,8 @@ def _check_choice(name, value, choices):
 
 def _check_alphas(alpha, mode, num_classes):
     """(alpha as given, normalised to float / list of floats, alpha per fixed group)."""
-    if isinstance(alpha, torch.Tensor):
-        alpha = alpha.tolist()
-    elif hasattr(alpha, 'tolist') and not isinstance(alpha, (int, float)):
-        alpha = alpha.tolist()  # numpy arrays and scalars
+    if isinstance(alpha, (torch.Tensor, np.ndarray)) and alpha.ndim > 0:
+        alpha = list(alpha)   # numpy / torch scalars, each read at its own precision
     if isinstance(alpha, (list, tuple)):
         if mode != 'class':
             raise ValueError(
@@ -316,8 +334,7 @@ def _check_alphas(alpha, mode, num_classes):
                 f'{len(alpha)} values')
         alphas = [float(alpha_fraction(a)) for a in alpha]
         return alphas, alphas
-    alpha_fraction(alpha)
-    alpha = float(alpha)
+    alpha = float(alpha_fraction(alpha))
     return alpha, [alpha] * (num_classes if mode == 'class' else 1)
 
 

@@ -20,7 +20,8 @@ import math
 import numpy as np
 import torch
 
-from .inputs import IGNORE_INDEX, as_float_maps, batched_maps
+from .inputs import (IGNORE_INDEX, as_float_maps, batched_maps,
+                     check_filter_probabilities)
 
 
 @torch.no_grad()
@@ -69,7 +70,8 @@ def round_up_to_dtype(value, dtype):
 
 
 @torch.no_grad()
-def confidence_pseudo_labels(probs, thresholds, *, ignore_index=IGNORE_INDEX, dtype=None):
+def confidence_pseudo_labels(probs, thresholds, *, ignore_index=IGNORE_INDEX, dtype=None,
+                             check_probs=True, prob_tol=1e-3):
     """Pseudo-labels of the confidence rule (module docstring).
 
     Args:
@@ -77,6 +79,7 @@ def confidence_pseudo_labels(probs, thresholds, *, ignore_index=IGNORE_INDEX, dt
         thresholds: t_k per class (K,), or one number.
         ignore_index: label of rejected pixels (255).
         dtype: output dtype; uint8 by default when every label fits, else int64.
+        check_probs: check that ``probs`` are finite and >= -``prob_tol``.
 
     Returns:
         (B, H, W) (or (H, W)) labels: k(x) where kept, ``ignore_index`` elsewhere.
@@ -84,6 +87,8 @@ def confidence_pseudo_labels(probs, thresholds, *, ignore_index=IGNORE_INDEX, dt
     x = as_float_maps(probs)
     unbatched = x.dim() == 3
     x = batched_maps(x)
+    if check_probs:
+        check_filter_probabilities(x, prob_tol, 'confidence_pseudo_labels')
     num_classes = x.shape[1]
     if 0 <= ignore_index < num_classes:
         raise ValueError(f'ignore_index={ignore_index} is a class index; use 255')

@@ -26,7 +26,8 @@ import math
 import numpy as np
 import torch
 
-from .inputs import IGNORE_INDEX, as_float_maps, batched_maps
+from .inputs import (IGNORE_INDEX, as_float_maps, batched_maps,
+                     check_filter_probabilities)
 from .scores import LAC, get_score
 
 RULES = ('foreground_first', 'singleton', 'argmax_in_set')
@@ -48,7 +49,8 @@ def prediction_sets(probs_or_scores, thresholds, *, score='lac', is_scores=False
 @torch.no_grad()
 def filter_pseudo_labels(probs_or_scores, thresholds, *, rule='foreground_first',
                          background_index=0, score='lac', is_scores=False,
-                         ignore_index=IGNORE_INDEX, dtype=None):
+                         ignore_index=IGNORE_INDEX, dtype=None, check_probs=True,
+                         prob_tol=1e-3):
     """Pseudo-labels of the annotator's pixels that pass conformal filtering.
 
     Args:
@@ -61,6 +63,8 @@ def filter_pseudo_labels(probs_or_scores, thresholds, *, rule='foreground_first'
         ignore_index: label of rejected pixels.
         dtype: output dtype; by default uint8 when every label fits (K <= 255 and
             ignore_index <= 255), else int64. Use ``.long()`` for a loss that needs int64.
+        check_probs: check that probabilities are finite and >= -``prob_tol`` (they need not
+            sum to 1); not applied to ``is_scores=True`` input.
 
     Returns:
         (B, H, W) (or (H, W)) labels: a class index, or ``ignore_index`` where rejected.
@@ -70,6 +74,8 @@ def filter_pseudo_labels(probs_or_scores, thresholds, *, rule='foreground_first'
     x = as_float_maps(probs_or_scores, 'scores' if is_scores else 'probabilities')
     unbatched = x.dim() == 3
     x = batched_maps(x)
+    if check_probs and not is_scores:
+        check_filter_probabilities(x, prob_tol, 'filter_pseudo_labels')
     num_classes = x.shape[1]
     if background_index is not None and not 0 <= background_index < num_classes:
         raise ValueError(

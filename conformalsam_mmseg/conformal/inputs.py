@@ -1,6 +1,8 @@
 """Input checks shared by calibration and filtering: every error names the problem and the fix."""
 import torch
 
+from .quantile import decimal_fraction
+
 IGNORE_INDEX = 255
 
 
@@ -71,14 +73,34 @@ def check_calibration_pair(x, labels, num_classes, is_scores):
 
 
 def check_probabilities(probs, tol):
-    """Probabilities must sum to 1 over dim 1 at every pixel, within ``tol``."""
-    deviation = float((probs.sum(1) - 1).abs_().max())
+    """Probabilities must be >= 0 and sum to 1 over dim 1 at every pixel, within ``tol``."""
+    lowest = float(probs.min()) if probs.numel() else 0.0
+    if lowest < -tol:   # NaN is reported by the sum check below
+        raise ValueError(
+            f'probabilities must be >= 0 (smallest value: {lowest:.3g}, tolerance {tol:g}); '
+            'apply softmax to the logits, or pass check_probs=False to calibrate on scores '
+            'that are not probabilities')
+    deviation = float((probs.sum(1) - 1).abs_().max()) if probs.numel() else 0.0
     # written as "not (ok)" so that NaN fails the check too
     if not deviation <= tol:
         raise ValueError(
             f'probabilities must sum to 1 over the K classes at every pixel (largest deviation '
             f'from 1: {deviation:.3g}, tolerance {tol:g}); apply softmax to the logits, or pass '
             "check_probs=False for un-normalised annotator scores such as SEEM's")
+
+
+def check_filter_probabilities(probs, tol, function):
+    """The annotator's probabilities given to a filter must be finite and >= 0 (within
+    ``tol``); they need not sum to 1 (top-k caches, SEEM's scores, padding). One pass."""
+    if probs.numel() == 0:
+        return
+    lowest, highest = (float(v) for v in torch.aminmax(probs))
+    # written as "not (ok)" so that NaN fails the check too
+    if not (lowest >= -tol and highest < float('inf')):
+        raise ValueError(
+            f'{function}: probs must be finite and >= 0 (found values in [{lowest:.3g}, '
+            f'{highest:.3g}], tolerance {tol:g}); apply softmax or sigmoid to the annotator '
+            'logits, or pass check_probs=False to filter other scores')
 
 
 def check_labels(labels, num_classes, ignore_index):
@@ -114,15 +136,15 @@ def check_labels(labels, num_classes, ignore_index):
 
 
 def check_open_unit(name, value, meaning):
-    """``value`` as a float strictly between 0 and 1, else a ValueError naming the option."""
-    if isinstance(value, (bool, str, bytes)) or value is None:
-        raise ValueError(f'{name} must be a number strictly between 0 and 1 ({meaning}), got '
-                         f'{value!r}')
+    """``value`` as a float strictly between 0 and 1, else a ValueError naming the option.
+
+    numpy scalars and 0-d arrays are read at their shortest decimal (``np.float32(0.05)`` is
+    0.05), as :func:`.decimal_fraction` does, so they give the Python float's results."""
     try:
-        v = float(value)
+        v = float(decimal_fraction(value))
     except (TypeError, ValueError):
         raise ValueError(f'{name} must be a number strictly between 0 and 1 ({meaning}), got '
                          f'{value!r}') from None
-    if not 0 < v < 1:   # NaN fails too
+    if not 0 < v < 1:
         raise ValueError(f'{name} must lie strictly between 0 and 1 ({meaning}), got {v!r}')
     return v

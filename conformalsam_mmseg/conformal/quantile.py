@@ -27,25 +27,46 @@ its value says.
 import math
 from fractions import Fraction
 
+import numpy as np
 import torch
 
 DEFAULT_NUM_BINS = 2 ** 16
 
 
+def decimal_fraction(value):
+    """A real scalar as the exact rational of its shortest decimal form, in its own precision.
+
+    Python floats, numpy scalars (``np.float64(0.1)``, ``np.float32(0.1)``), 0-d arrays and
+    0-d tensors all give 1/10 for 0.1, so a threshold does not depend on how the number was
+    passed. Raises TypeError for anything else (booleans and strings included) and ValueError
+    for NaN and infinities.
+    """
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        value = value.detach().cpu()
+        value = value.numpy() if value.dtype in (torch.float32, torch.float64) else value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f'expected a real number, got {value!r}')
+    if isinstance(value, (int, np.integer)):
+        return Fraction(int(value))
+    if not math.isfinite(float(value)):
+        raise ValueError(f'expected a finite number, got {value!r}')
+    if isinstance(value, np.floating):
+        # the shortest decimal that reads back as this value in its own precision
+        return Fraction(np.format_float_positional(value, unique=True, trim='0'))
+    return Fraction(repr(float(value)))
+
+
 def alpha_fraction(alpha):
     """alpha as an exact rational, read from its shortest decimal form; checks 0 < alpha < 1."""
-    if isinstance(alpha, (bool, str, bytes)):
-        raise ValueError(f'alpha must be a number in (0, 1), got {alpha!r}')
-    if not isinstance(alpha, (int, float, Fraction)):
-        try:
-            alpha = float(alpha)
-        except (TypeError, ValueError):
-            raise ValueError(f'alpha must be a number in (0, 1), got {alpha!r}') from None
-    if isinstance(alpha, float):
-        if not math.isfinite(alpha):
-            raise ValueError(f'alpha must be a number in (0, 1), got {alpha!r}')
-        alpha = Fraction(repr(alpha))
-    alpha = Fraction(alpha)
+    try:
+        alpha = decimal_fraction(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f'alpha must be a number in (0, 1), got {alpha!r}') from None
     if not 0 < alpha < 1:
         raise ValueError(
             f'alpha must lie strictly between 0 and 1 (the tolerated miscoverage rate, e.g. '
@@ -99,8 +120,12 @@ def check_num_bins(num_bins):
 
 def histogram_bin_index(scores, num_bins=DEFAULT_NUM_BINS, dtype=torch.int64):
     """The bin index (0..num_bins + 1, see the module docstring) of every score."""
-    # index = ceil(s * num_bins), exact because num_bins is a power of two; clamping folds
-    # s <= 0 into bin 0 and s > 1 into bin num_bins + 1
+    # index = ceil(s * num_bins), exact because num_bins is a power of two;
+    # clamping folds s <= 0 into bin 0 and s > 1 into bin num_bins + 1; float32 cannot hold
+    # 2**24 + 1 (it would round the overflow bin down to the bin of edge 1), so large bin
+    # counts are computed in float64
+    if scores.dtype != torch.float64 and num_bins + 1 > 2 ** 24:
+        scores = scores.to(torch.float64)
     index = scores * num_bins
     return index.ceil_().clamp_(0, num_bins + 1).to(dtype)
 

@@ -18,6 +18,7 @@ from fractions import Fraction
 
 import torch
 
+from .quantile import decimal_fraction
 from .risk_procedure import RiskProcedure, Selection
 
 
@@ -29,7 +30,7 @@ class ConformalRiskControl(RiskProcedure):
         super().__init__(target)
         if not 0 < float(bound) <= 1:
             raise ValueError(f'the loss bound B must be in (0, 1], got {bound!r}')
-        self.bound = Fraction(repr(float(bound)))
+        self.bound = decimal_fraction(bound)
 
     def n_needed(self):
         """The fewest images with which any threshold passes: B / (n + 1) <= target."""

@@ -7,6 +7,7 @@ calibration; the per-image histograms (:class:`.ConfidenceHistogram`) and the ri
 (:mod:`.risks`) are its "score".
 """
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -39,7 +40,7 @@ class Selection:
         return self.index == len(self.risk) - 1
 
 
-class RiskProcedure:
+class RiskProcedure(ABC):
     """Base: ``select(losses) -> Selection``; ``target`` is the tolerated risk in (0, 1)."""
     name = None
 
@@ -48,11 +49,13 @@ class RiskProcedure:
             'target_error', target, 'the tolerated error of the kept labels, e.g. 0.05')
         self.target_fraction = Fraction(repr(self.target))
 
+    @abstractmethod
     def n_needed(self):
-        raise NotImplementedError
+        """The fewest calibration images with which anything can be certified."""
 
+    @abstractmethod
     def select(self, losses):
-        raise NotImplementedError
+        """The chosen threshold index for the (n, T) per-image losses, as a ``Selection``."""
 
     @staticmethod
     def _check_losses(losses):

@@ -78,16 +78,9 @@ class ConformalCalibrationHook(Hook):
     def calibrate(self, runner):
         if self.filter == 'risk':
             return self.calibrate_risk(runner)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        head = model.pseudo_label_head
-        labeled = runner.train_dataloader.dataset.labeled
-        classes = tuple(labeled.metainfo['classes'])
-        self._check_classes(classes)
-        num_classes = len(classes)
-        cache = AnnotatorCache(self.cache_dir, num_classes=num_classes, class_names=classes)
-        load_gt = TRANSFORMS.build(dict(type='LoadCheckedAnnotations', num_classes=num_classes))
-        rank, world_size = get_dist_info()
-        images = list(range(rank, len(labeled), world_size))
+        head, dataset, classes, cache, load_gt, images = self._inputs(runner)
+        labeled, num_classes = dataset.labeled, len(classes)
+        rank, _ = get_dist_info()
 
         def calibrator():
             return ConformalCalibrator(num_classes, alpha=self.alpha, mode=self.mode,
@@ -134,17 +127,9 @@ class ConformalCalibrationHook(Hook):
     def calibrate_risk(self, runner):
         """The risk-controlled filter: thresholds t_k from the labeled images, then the kept
         ratio and precision on the labeled images and the kept ratio on the unlabeled ones."""
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        head = model.pseudo_label_head
-        dataset = runner.train_dataloader.dataset
-        labeled = dataset.labeled
-        classes = tuple(labeled.metainfo['classes'])
-        self._check_classes(classes)
-        num_classes = len(classes)
-        cache = AnnotatorCache(self.cache_dir, num_classes=num_classes, class_names=classes)
-        load_gt = TRANSFORMS.build(dict(type='LoadCheckedAnnotations', num_classes=num_classes))
+        head, dataset, classes, cache, load_gt, images = self._inputs(runner)
+        labeled, num_classes = dataset.labeled, len(classes)
         rank, world_size = get_dist_info()
-        images = list(range(rank, len(labeled), world_size))
 
         calibrator = RiskCalibrator(num_classes, **self.risk_options)
         self._stream(runner, 'calibrating', labeled, images, cache, load_gt,
@@ -210,6 +195,21 @@ class ConformalCalibrationHook(Hook):
         if kept is not None:
             hub.update_scalar('train/conformal_kept_ratio', kept)
         hub.update_scalar('train/conformal_estimated_risk', pooled.risk)
+
+    def _inputs(self, runner):
+        """What both calibrations read: the model's pseudo-label head, the semi-supervised
+        train dataset, its classes (checked against the cache), the annotator cache, the
+        ground-truth loader and this rank's share of the labeled images."""
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        dataset = runner.train_dataloader.dataset
+        classes = tuple(dataset.labeled.metainfo['classes'])
+        self._check_classes(classes)
+        cache = AnnotatorCache(self.cache_dir, num_classes=len(classes), class_names=classes)
+        load_gt = TRANSFORMS.build(dict(type='LoadCheckedAnnotations',
+                                        num_classes=len(classes)))
+        rank, world_size = get_dist_info()
+        images = list(range(rank, len(dataset.labeled), world_size))
+        return model.pseudo_label_head, dataset, classes, cache, load_gt, images
 
     def _stream(self, runner, what, dataset, images, cache, load_gt, fn):
         rank, _ = get_dist_info()

@@ -1,5 +1,6 @@
 """The CamVid benchmark's measurements (benchmarks/camvid/): label quality, rows, scalars."""
 import json
+import os
 import os.path as osp
 import sys
 
@@ -198,3 +199,67 @@ def test_risk_report_from_evaluate(tmp_path):
     # 4 labeled images: conformal risk control needs ceil(1 / 0.05) - 1 = 19 at target 0.05
     assert 'risk kept_error pixel, target 0.05 (4 labeled images, 19 needed' in text
     assert out['methods']['risk kept_error pixel, target 0.05']['kept_ratio'] == 0
+
+
+def _fake_training(calls, iters=4):
+    """A stand-in for tools/train.py: records the command and writes what mmengine would."""
+    def run_logged(cmd, log_path, log, progress_seconds):
+        calls.append(cmd)
+        work_dir = cmd[cmd.index('--work-dir') + 1]
+        start = 2 if '--resume' in cmd else 0
+        run = osp.join(work_dir, f'2026010{len(calls)}_000000', 'vis_data')
+        os.makedirs(run, exist_ok=True)
+        with open(osp.join(run, 'scalars.json'), 'w') as f:
+            for it in range(start + 2, iters + 1, 2):
+                f.write(json.dumps(dict(mIoU=float(it), step=it)) + '\n')
+        with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+            f.write(osp.join(work_dir, f'iter_{iters}.pth'))
+    return run_logged
+
+
+def test_an_unfinished_run_resumes_and_reads_every_sitting(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(training, '_run_logged', _fake_training(calls))
+    wd = str(tmp_path / 'run')
+    opts = {'train_cfg.max_iters': 4, 'randomness.seed': 0}
+    # a first sitting stopped after iteration 2: its options and checkpoint are there
+    os.makedirs(osp.join(wd, '20260100_000000', 'vis_data'))
+    with open(osp.join(wd, '20260100_000000', 'vis_data', 'scalars.json'), 'w') as f:
+        f.write(json.dumps(dict(mIoU=2.0, step=2)) + '\n')
+    training._dump({k: training._format(v) for k, v in opts.items()},
+                   osp.join(wd, 'options.json'))
+    with open(osp.join(wd, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(wd, 'iter_2.pth'))
+    out = training.run('cfg.py', opts, wd, {}, log=lambda m: None)
+    assert '--resume' in calls[-1] and out['resumed']
+    assert out['val_curve'] == {'2': 2.0, '4': 4.0} and out['mIoU'] == 4.0
+    # finished: read, not trained again
+    assert training.run('cfg.py', opts, wd, {}, log=lambda m: None) == out
+    assert len(calls) == 1
+    # other options: the old work dir is moved aside and the run starts afresh
+    out2 = training.run('cfg.py', dict(opts, **{'randomness.seed': 1}), wd, {},
+                        log=lambda m: None)
+    assert '--resume' not in calls[-1] and not out2['resumed']
+    assert osp.exists(osp.join(wd + '.old', 'result.json'))
+
+
+def test_progress_line_shows_the_counter_and_the_remaining_time(tmp_path):
+    log = tmp_path / 'train.log'
+    log.write_text(
+        'x\n11/26 01:10:00 - mmengine - INFO - Iter(train) [ 150/2000]  base_lr: 9.3e-03 '
+        'lr: 9.3e-03  eta: 0:10:02  time: 0.3256  data_time: 0.0100  memory: 0  loss: 0.9\n')
+    assert training._last_progress(str(log)) == \
+        'Iter(train) [ 150/2000] eta: 0:10:02 time: 0.3256 s/it'
+
+
+def test_length_is_where_later_iterations_stop_paying():
+    import convergence
+    curves = {0: {250: 30.0, 500: 40.0, 750: 44.0, 1000: 45.0},
+              1: {250: 32.0, 500: 41.0, 750: 42.0, 1000: 44.0},
+              2: {250: 31.0, 500: 39.0, 750: 43.0, 1000: 46.0}}
+    length, rows = convergence.choose_length(curves)
+    # mean 43.0 at 750 (sd 1.0), best later mean 45.0: 2 points > 1 sd; at 1000 nothing later
+    assert [r[0] for r in rows] == [250, 500, 750, 1000]
+    assert length == 1000
+    curves[1][750] = 45.0  # mean 44.0, sd 1.0; 45.0 - 44.0 <= 1.0
+    assert convergence.choose_length(curves)[0] == 750

@@ -152,3 +152,24 @@ def test_norm_eval_keeps_bn_in_eval_mode():
 
     default = EfficientNetLite0(pretrained=False).train()
     assert all(m.training for m in default.modules() if isinstance(m, _BatchNorm))
+
+
+def test_bn_momentum_default_is_pytorchs_and_none_keeps_the_packages():
+    bns = lambda b: [m for m in b.modules() if isinstance(m, _BatchNorm)]  # noqa: E731
+    default = EfficientNetLite0(pretrained=False)
+    assert bns(default) and all(m.momentum == 0.1 for m in bns(default))
+    package = EfficientNetLite0(pretrained=False, bn_momentum=None)
+    assert all(m.momentum == pytest.approx(0.01) for m in bns(package))
+    # the momentum is what the running statistics follow: one batch moves them by m
+    for b, m in ((default, 0.1), (package, 0.01)):
+        bn = b._bn0
+        before = bn.running_mean.clone()
+        b.train()
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            b(x)
+            batch_mean = bn.running_mean.new_tensor(
+                b._conv_stem(x).mean(dim=(0, 2, 3)))
+        torch.testing.assert_close(bn.running_mean, (1 - m) * before + m * batch_mean)
+    with pytest.raises(ValueError, match='bn_momentum'):
+        EfficientNetLite0(pretrained=False, bn_momentum=0.0)

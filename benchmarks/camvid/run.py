@@ -101,6 +101,28 @@ def make_splits():
                '1/8', '1/4', '--seed', '0', '--out-dir', osp.join(DATA, 'splits', 'camvid')])
 
 
+SELECTION_SEQUENCE = '0001TP'
+
+
+def make_selection():
+    """The selection set: the 0001TP frames of CamVid test (62). Every choice of the benchmark
+    (length, thresholds, alphas) reads it; val (0016E5) gives the final numbers and no choice."""
+    path = osp.join(DATA, training.SELECTION_FILE)
+    if osp.exists(path):
+        return path
+    stems = sorted(osp.splitext(f)[0] for f in os.listdir(osp.join(CAMVID, 'images', 'test'))
+                   if f.startswith(SELECTION_SEQUENCE) and f.endswith('.jpg'))
+    if not stems:
+        raise FileNotFoundError(f'no {SELECTION_SEQUENCE}*.jpg in {CAMVID}/images/test: the '
+                                'selection set is the 0001TP frames of CamVid test')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        f.write('\n'.join(stems) + '\n')
+    os.replace(path + '.tmp', path)
+    log(f'selection set: {len(stems)} {SELECTION_SEQUENCE} frames of test -> {path}')
+    return path
+
+
 def split_stems(split):
     d = osp.join(DATA, 'splits', 'camvid', split)
     return tuple(open(osp.join(d, f'{w}.txt')).read().split() for w in ('labeled', 'unlabeled'))

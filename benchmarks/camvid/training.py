@@ -9,6 +9,8 @@ trained again, so an interrupted benchmark resumes where it stopped.
 import json
 import os
 import os.path as osp
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -75,6 +77,12 @@ def row_options(row, split, seed, protocol):
         'optim_wrapper.optimizer.lr': protocol['lr'],
         'randomness.seed': seed,
     }
+    if protocol.get('val_interval'):
+        opts['train_cfg.val_interval'] = protocol['val_interval']
+    if protocol.get('checkpoint_interval'):
+        opts['default_hooks.checkpoint.interval'] = protocol['checkpoint_interval']
+        opts['default_hooks.checkpoint.max_keep_ckpts'] = protocol.get('keep_checkpoints', 1)
+    opts.update(row_options_eval(protocol))
     split_dir = f'splits/camvid/{split}'
     if row.name == 'supervised':
         opts['train_dataloader.dataset.ann_file'] = f'{split_dir}/labeled.txt'
@@ -95,52 +103,178 @@ def _format(value):
     return 'None' if value is None else str(value)
 
 
+SELECTION_FILE = 'splits/camvid/selection.txt'  # relative to the configs' data_root
+
+
+def row_options_eval(protocol):
+    """Where a run evaluates: its val loop on the selection set (the 0001TP frames of CamVid
+    test, which every choice reads) when the protocol says so; val (0016E5) is then measured by
+    ``tools/test.py`` on the final checkpoint (``test_on_val``)."""
+    if not protocol.get('selection'):
+        return {}
+    return {
+        'val_dataloader.dataset.data_prefix.img_path': 'camvid/images/test',
+        'val_dataloader.dataset.data_prefix.seg_map_path': 'camvid/labels/test',
+        'val_dataloader.dataset.ann_file': SELECTION_FILE,
+    }
+
+
 def run_row(row, split, seed, protocol, work_root, log=print):
     """Train one row (unless its result exists) and return its result dict."""
     work_dir = osp.join(work_root, split, f'seed{seed}', row.name)
-    result_path = osp.join(work_dir, 'result.json')
     opts = row_options(row, split, seed, protocol)
+    return run(osp.join(CONFIGS, row.config), opts, work_dir, protocol, log=log,
+               result=dict(row=row.name, split=split, seed=seed))
+
+
+def run(config, opts, work_dir, protocol, log=print, result=None):
+    """One training run of ``config`` with ``opts`` in ``work_dir``; resumable.
+
+    A finished run (``result.json`` with the same options) is read, not trained. An unfinished
+    one (``options.json`` with the same options and a ``last_checkpoint``) resumes from its last
+    checkpoint, its log appended. A work dir made with other options is moved to
+    ``WORK_DIR.old`` and the run starts afresh. While it trains, the run's latest
+    ``Iter(train)`` line (with mmengine's remaining-time estimate) is printed every
+    ``protocol['progress_seconds']`` (default 120 s).
+    """
+    opts = {k: _format(v) for k, v in opts.items()}
+    result_path = osp.join(work_dir, 'result.json')
+    options_path = osp.join(work_dir, 'options.json')
     if osp.exists(result_path):
         with open(result_path) as f:
-            result = json.load(f)
-        if result.get('options') == {k: _format(v) for k, v in opts.items()}:
-            return result
+            done = json.load(f)
+        if done.get('options') == opts:
+            return done
         log(f'  {result_path} was made with other settings; training again')
+    resume = False
+    if osp.exists(options_path):
+        with open(options_path) as f:
+            same = json.load(f) == opts
+        if same and osp.exists(osp.join(work_dir, 'last_checkpoint')):
+            resume = True
+        elif not same:
+            old = work_dir + '.old'
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(work_dir, old)
+            log(f'  {work_dir} was made with other settings; moved to {old}')
     os.makedirs(work_dir, exist_ok=True)
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), osp.join(CONFIGS, row.config),
-           '--work-dir', work_dir, '--cfg-options']
-    cmd += [f'{k}={_format(v)}' for k, v in opts.items()]
+    _dump(opts, options_path)
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir]
+    if resume:
+        cmd.append('--resume')
+        log(f'  resuming from {open(osp.join(work_dir, "last_checkpoint")).read().strip()}')
+    cmd += ['--cfg-options'] + [f'{k}={v}' for k, v in opts.items()]
     log_path = osp.join(work_dir, 'train.log')
     start = time.perf_counter()
-    with open(log_path, 'w') as out:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    _run_logged(cmd, log_path, log, protocol.get('progress_seconds', 120))
     wall = time.perf_counter() - start
+    out = dict(result or {}, wall_seconds=wall, resumed=resume, options=opts,
+               **read_scalars(work_dir))
+    if protocol.get('test_on_val'):
+        out['val'] = test_checkpoints(config, opts, work_dir, log)
+    _dump(out, result_path)
+    return out
+
+
+def _run_logged(cmd, log_path, log, progress_seconds):
+    env = dict(os.environ)
+    threads = env.get('CAMVID_BENCHMARK_THREADS')
+    if threads:
+        env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = threads
+    with open(log_path, 'a') as out:
+        out.write(f'\n$ {" ".join(cmd)}\n')
+        out.flush()
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+        while True:
+            try:
+                proc.wait(timeout=progress_seconds)
+                break
+            except subprocess.TimeoutExpired:
+                line = _last_progress(log_path)
+                if line:
+                    log(f'    {line}')
     if proc.returncode != 0:
         with open(log_path) as f:
             tail = ''.join(f.readlines()[-25:])
-        raise RuntimeError(f'training row {row.name!r} (split {split}, seed {seed}) failed with '
-                           f'exit code {proc.returncode}; its log is {log_path}:\n{tail}')
-    result = dict(row=row.name, split=split, seed=seed, wall_seconds=wall,
-                  options={k: _format(v) for k, v in opts.items()},
-                  **read_scalars(work_dir))
-    tmp = result_path + '.tmp'
+        raise RuntimeError(f'{" ".join(cmd[:3])} failed with exit code {proc.returncode}; '
+                           f'its log is {log_path}:\n{tail}')
+
+
+def _last_progress(log_path):
+    """The latest ``Iter(train) [k/N] ... eta: ...`` of a log, shortened to its counters."""
+    with open(log_path, errors='replace') as f:
+        lines = [ln for ln in f if 'Iter(train)' in ln or 'Iter(val)' in ln]
+    if not lines:
+        return None
+    m = re.search(r'(Iter\((?:train|val)\)\s*\[\s*\d+/\d+\]).*?(eta: \S+)?\s+time: (\S+)',
+                  lines[-1])
+    if not m:
+        return lines[-1].strip()[-120:]
+    return ' '.join(x for x in (m.group(1), m.group(2), f'time: {m.group(3)} s/it') if x)
+
+
+def checkpoints(work_dir):
+    """``iter_N.pth`` files of a work dir, by N."""
+    found = [(int(m.group(1)), osp.join(work_dir, f)) for f in os.listdir(work_dir)
+             for m in [re.fullmatch(r'iter_(\d+)\.pth', f)] if m]
+    return sorted(found)
+
+
+def test_checkpoints(config, opts, work_dir, log=print):
+    """val (0016E5) mIoU of every kept checkpoint by ``tools/test.py``: {iteration: mIoU}.
+    Each is cached in ``test_val/iter_N.json``, so a resumed benchmark does not test twice."""
+    out = {}
+    test_opts = {k: v for k, v in opts.items() if not k.startswith('val_dataloader.')}
+    for it, ckpt in checkpoints(work_dir):
+        path = osp.join(work_dir, 'test_val', f'iter_{it}.json')
+        if not osp.exists(path):
+            tdir = osp.join(work_dir, 'test_val', f'iter_{it}')
+            cmd = [sys.executable, osp.join(REPO, 'tools', 'test.py'), config, ckpt,
+                   '--work-dir', tdir, '--cfg-options']
+            cmd += [f'{k}={v}' for k, v in test_opts.items()]
+            _run_logged(cmd, osp.join(work_dir, 'test_val.log'), log, 600)
+            _dump(dict(iteration=it, mIoU=_test_miou(tdir)), path)
+        with open(path) as f:
+            out[str(it)] = json.load(f)['mIoU']
+    return out
+
+
+def _test_miou(test_dir):
+    runs = sorted(d for d in os.listdir(test_dir) if osp.isdir(osp.join(test_dir, d)))
+    for d in reversed(runs):
+        f = osp.join(test_dir, d, f'{d}.json')
+        if osp.exists(f):
+            with open(f) as fh:
+                metrics = json.load(fh)
+            return metrics['mIoU']
+    raise FileNotFoundError(f'tools/test.py wrote no metrics JSON under {test_dir}')
+
+
+def _dump(obj, path):
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    tmp = path + '.tmp'
     with open(tmp, 'w') as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, result_path)
-    return result
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
 
 
 def read_scalars(work_dir):
-    """Final val mIoU and the mean seconds per training iteration (per ConformalSAM stage
-    where the run has stages) from mmengine's ``vis_data/scalars.json`` of the run."""
+    """Validation mIoU (final and per validation step) and the mean seconds per training
+    iteration (per ConformalSAM stage where the run has stages) from mmengine's
+    ``vis_data/scalars.json``; a resumed run has one per sitting, read in order."""
     runs = sorted(d for d in os.listdir(work_dir)
                   if osp.exists(osp.join(work_dir, d, 'vis_data', 'scalars.json')))
     if not runs:
         raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}')
-    with open(osp.join(work_dir, runs[-1], 'vis_data', 'scalars.json')) as f:
-        entries = [json.loads(line) for line in f if line.strip()]
-    miou = [e['mIoU'] for e in entries if 'mIoU' in e]
-    if not miou:
+    entries = []
+    for d in runs:
+        with open(osp.join(work_dir, d, 'vis_data', 'scalars.json')) as f:
+            entries += [json.loads(line) for line in f if line.strip()]
+    curve = {}
+    for e in entries:
+        if 'mIoU' in e:
+            curve[int(e['step'])] = e['mIoU']
+    if not curve:
         raise ValueError(f'{work_dir}: the run logged no validation mIoU')
     train = [e for e in entries if 'iter' in e and 'time' in e and 'mIoU' not in e]
     # the first logged window holds start-up costs (data-loader workers, first allocations)
@@ -150,8 +284,9 @@ def read_scalars(work_dir):
         times[f'stage{stage}'] = [e['time'] for e in steady
                                   if e.get('conformalsam_stage') == stage]
     calibration = [e for e in entries if 'conformal_kept_ratio' in e]
-    out = dict(mIoU=miou[-1], seconds_per_iter={
-        k: (sum(v) / len(v) if v else None) for k, v in times.items()})
+    out = dict(mIoU=curve[max(curve)], val_curve={str(k): curve[k] for k in sorted(curve)},
+               seconds_per_iter={k: (sum(v) / len(v) if v else None)
+                                 for k, v in times.items()})
     if calibration:
         out['calibration'] = {k: v for k, v in calibration[0].items()
                               if k.startswith('conformal_')}

@@ -86,11 +86,18 @@ class EfficientNetLite0(BaseModule):
             frozen) during training. Default False.
         drop_connect_rate (float): Stochastic depth, scaled linearly with block index as in the
             package (ImageNet training used 0.2). Default 0.0, like the ResNet backbones here.
+        bn_momentum (float, optional): Running-statistics momentum of every BatchNorm of the
+            trunk, in PyTorch's convention (new = (1 - m) * old + m * batch). Default 0.1,
+            PyTorch's and every mmseg backbone's. ``None`` keeps the package's 0.01
+            (TensorFlow's decay 0.99, the ImageNet training's); with it the eval-mode
+            statistics trail the weights by ~100 iterations, which on short fine-tuning runs
+            costs mIoU and feeds every host's eval-mode pseudo-label pass stale statistics
+            (docs/results/camvid.md measures both).
         init_cfg (dict, optional): Not allowed together with ``pretrained=True``.
 
     Notes:
-        BatchNorms keep the package's ``momentum=0.01`` and ``eps=1e-3`` (TensorFlow's 0.99 /
-        1e-3, which the weights were trained with). They are plain ``nn.BatchNorm2d``; use
+        BatchNorms keep the package's ``eps=1e-3`` (TensorFlow's, which the weights were trained
+        with) and take ``bn_momentum``. They are plain ``nn.BatchNorm2d``; use
         ``nn.SyncBatchNorm.convert_sync_batchnorm`` for multi-GPU training.
     """
 
@@ -103,6 +110,7 @@ class EfficientNetLite0(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  drop_connect_rate: float = 0.0,
+                 bn_momentum: Optional[float] = 0.1,
                  init_cfg: Optional[dict] = None):
         if pretrained and init_cfg is not None:
             raise ValueError('EfficientNetLite0: init_cfg and pretrained=True are exclusive '
@@ -119,6 +127,9 @@ class EfficientNetLite0(BaseModule):
             raise ValueError(f'frozen_stages must be in -1..4, got {frozen_stages}')
         if not 0.0 <= drop_connect_rate < 1.0:
             raise ValueError(f'drop_connect_rate must be in [0, 1), got {drop_connect_rate}')
+        if bn_momentum is not None and not 0.0 < bn_momentum <= 1.0:
+            raise ValueError(f'bn_momentum must be in (0, 1] or None (the package\'s 0.01), '
+                             f'got {bn_momentum}')
 
         self.out_indices = out_indices
         self.output_stride = output_stride
@@ -141,6 +152,11 @@ class EfficientNetLite0(BaseModule):
             assert self._blocks[end - 1]._block_args.output_filters == ch
         del net  # head (_conv_head, _bn1, _fc) is not kept
 
+        if bn_momentum is not None:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.momentum = bn_momentum
+        self.bn_momentum = bn_momentum
         if output_stride == 16:
             self._dilate_last_stage()
         if pretrained:

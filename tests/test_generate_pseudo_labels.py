@@ -132,6 +132,29 @@ def test_simulated_needs_label_files(tool, shapes_root, tmp_path):
         tool.main(argv)
 
 
+def test_topk_defaults_to_every_class_up_to_32(tool, shapes_root, tmp_path):
+    """Without --topk the cache keeps all K classes (here 4), and the recorded command says
+    so; above 32 classes there is no default and the message names the option."""
+    from conformalsam_mmseg.annotators.cache import default_topk
+    out, few = tmp_path / 'full', tmp_path / 'few.txt'
+    few.write_text('train_0000\ntrain_0001\n')
+    argv = _argv(shapes_root, out, '--ann-file', str(few))
+    i = argv.index('--topk')
+    del argv[i:i + 2]
+    assert tool.main(argv) == dict(written=2, skipped=0, total=2)
+    k = len(SHAPES_CLASSES)
+    assert read_entry(str(out / 'train_0000.topk')).topk == k == 4
+    manifest = read_manifest(str(out))
+    assert manifest['topk'] == k and f'--topk {k}' in manifest['command']
+    assert default_topk(11) == 11 and default_topk(32) == 32 and default_topk(150, 5) == 5
+    with pytest.raises(ValueError, match=r'150 classes: choose .* with --topk K'):
+        default_topk(150)
+    with pytest.raises(ValueError, match=r'--topk must be in 1\.\.11'):
+        default_topk(11, 12)
+    with pytest.raises(SystemExit, match=r'--topk must be in 1\.\.4'):
+        tool.main(argv + ['--topk', '5'])
+
+
 def test_torchrun_two_processes_shard_the_images(tool, shapes_root, tmp_path):
     single, sharded = tmp_path / 'single', tmp_path / 'sharded'
     tool.main(_argv(shapes_root, single))

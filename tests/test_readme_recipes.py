@@ -71,6 +71,6 @@ def test_allspark_conformalsam_voc_recipe(tmp_path):
     manifest = read_manifest(cache)
     assert manifest['annotator'] == 'SEEMAnnotator'
     assert sorted(manifest['splits']) == ['labeled', 'unlabeled']
-    assert AnnotatorCache(cache, num_classes=21).load(labeled[0]).topk == 3
+    assert AnnotatorCache(cache, num_classes=21).load(labeled[0]).topk == 21  # default: all
     assert 'ConformalSAM calibration' in out
     assert osp.isfile(tmp_path / 'work_dirs' / 'allspark_conformalsam_voc' / 'iter_2.pth')

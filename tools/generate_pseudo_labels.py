@@ -3,6 +3,11 @@
   python tools/generate_pseudo_labels.py CONFIG --annotator TYPE [--annotator-cfg k=v ...] \\
       --split SPLIT --out DIR [--topk K]
 
+--topk: the classes kept per pixel; by default every class when the config has at most 32
+(VOC, CamVid), while with more (ADE20K's 150) it must be given. A true class outside the cached
+top-k reads back as probability 0 (LAC score 1), which forces the pixel-mode conformal quantile
+to 1 for every alpha below the share of such pixels (docs/annotators.md, "Top-k truncation").
+
 Examples:
   # the simulated annotator (benchmarks only: it reads the ground truth)
   python tools/generate_pseudo_labels.py configs/demo/deeplabv3plus_r18-tiny_shapes.py \\
@@ -78,8 +83,9 @@ def parse_args(argv=None):
                         help='train, val, test, labeled, unlabeled, or NAME for a config '
                         'variable NAME_dataset')
     parser.add_argument('--out', required=True, metavar='DIR', help='the cache folder')
-    parser.add_argument('--topk', type=int, default=3, metavar='K',
-                        help='classes stored per pixel (default: %(default)s)')
+    parser.add_argument('--topk', type=int, default=None, metavar='K',
+                        help='classes stored per pixel (default: all of them when the config '
+                        'has at most 32 classes; required with more)')
     parser.add_argument('--ann-file', metavar='FILE',
                         help='image stems to annotate instead of the dataset\'s ann_file (a '
                         'path as typed, relative to the current folder, or to data_root)')
@@ -338,7 +344,7 @@ def main(argv=None):
     from tqdm import tqdm
 
     from conformalsam_mmseg.annotators import AnnotatorCache, image_stem, write_entry
-    from conformalsam_mmseg.annotators.cache import write_manifest
+    from conformalsam_mmseg.annotators.cache import default_topk, write_manifest
 
     rank = int(os.environ.get('RANK', 0))
     world_size = int(os.environ.get('WORLD_SIZE', 1))
@@ -353,8 +359,10 @@ def main(argv=None):
     check_images_exist(infos, split_file)
     if annotator.needs_ground_truth:
         check_ground_truth(infos, args.split)
-    if not 1 <= args.topk <= len(classes):
-        raise SystemExit(f'error: --topk must be in 1..{len(classes)}')
+    try:
+        args.topk = default_topk(len(classes), args.topk)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     os.makedirs(args.out, exist_ok=True)
     command = remake_command(args)
     if rank == 0:

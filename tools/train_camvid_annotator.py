@@ -1,8 +1,9 @@
 """The cross-sequence CamVid annotator: train on Seq05VD, cache its probabilities on CamVid train.
 
   python tools/train_camvid_annotator.py [--data-root data/camvid] [--iters 500] [--crop 128] \\
-      [--batch-size 8] [--lr 0.005] [--work-dir work_dirs/camvid_cross_sequence_annotator] \\
-      [--out data/annotator_cache/camvid_cross_sequence] [--topk 3]
+      [--batch-size 8] [--lr 0.005] [--scale half|full] [--flip] \\
+      [--work-dir work_dirs/camvid_cross_sequence_annotator] \\
+      [--out data/annotator_cache/camvid_cross_sequence] [--topk K]
 
 CamVid's test split holds two video sequences: 0001TP (which is also in train) and Seq05VD
 (171 frames, in no other split). A segmentor trained on the Seq05VD frames alone and applied
@@ -12,21 +13,27 @@ model and a real domain gap (other streets, other light), unlike the SimulatedAn
 Three steps:
 
 1. train: the config's segmentor (default: DeepLabV3+ on ImageNet-pretrained
-   EfficientNet-Lite0, configs/supervised/deeplabv3plus_effl0_camvid-1-8.py, half resolution)
-   with an mmengine Runner on the Seq05VD frames of images/test only (selected by the file-name
-   prefix ``Seq05VD``; the tool checks that no training image comes from a train or val
-   sequence). Skipped when the work dir already holds the final checkpoint of this run
-   (``--retrain`` trains again).
+   EfficientNet-Lite0, configs/supervised/deeplabv3plus_effl0_camvid-1-8.py) with an mmengine
+   Runner on the Seq05VD frames of images/test only (selected by the file-name prefix
+   ``Seq05VD``; the tool checks that no training image comes from a train or val sequence).
+   ``--scale half`` keeps the config's resize to half resolution (240 x 180); ``--scale full``
+   drops it and trains (and exports) at the original 480 x 360. Skipped when the work dir
+   already holds the final checkpoint of a run with the same settings (``--retrain`` trains
+   again; other settings are refused).
 2. export: for every image of images/train (367: labeled and unlabeled images of every split
-   are among them, and calibration reads the labeled ones), the config's test pipeline (resize
-   to half resolution), the model's logits upsampled bilinearly to the original 480 x 360,
-   softmax, written as a cache entry (top-k, ``write_entry``: atomic) plus the manifest
-   ``cache_info.json`` holding the command that remakes the cache. Resumable: valid entries
-   are skipped (``--overwrite`` remakes them). A cache made by a different checkpoint is
-   refused unless ``--overwrite``.
-3. evaluate: the annotator's argmax (the cached top-1 class) on CamVid train against the
-   ground truth, 255 ignored: mIoU and per-class IoU, printed and written to
-   WORK_DIR/annotator_eval.json (and into the manifest).
+   are among them, and calibration reads the labeled ones), the config's test pipeline (at the
+   ``--scale``), the model's logits upsampled bilinearly to the original 480 x 360, softmax
+   (``--flip``: the mean of the softmax of the image and of its horizontal mirror, mirrored
+   back), written as a cache entry (every class by default, ``--topk K`` keeps the top K;
+   ``write_entry``: atomic) plus the manifest ``cache_info.json`` holding the command that
+   remakes the cache. Resumable: valid entries are skipped (``--overwrite`` remakes them). A
+   cache made by a different checkpoint or with another ``--flip`` is refused unless
+   ``--overwrite``.
+3. evaluate: on CamVid train against the ground truth, 255 ignored: the annotator's argmax
+   (the cached top-1 class): mIoU and per-class IoU; top-k coverage of the true class
+   (k = 1, 2, 3, 5); the expected calibration error of the top-1 probability over 15
+   equal-width confidence bins, and its reliability diagram WORK_DIR/reliability.png. Printed
+   and written to WORK_DIR/annotator_eval.json (and into the manifest).
 
 The ConformalSAM CamVid configs read the cache from data/annotator_cache/camvid_cross_sequence
 (configs/_base_/conformalsam_camvid.py). See docs/annotators.md.
@@ -50,6 +57,11 @@ IMAGE_SUFFIX = '.jpg'
 LABEL_SUFFIX = '.png'
 EVAL_FILE = 'annotator_eval.json'
 STEMS_FILE = 'seq05vd_train_stems.txt'
+SETTINGS_FILE = 'train_settings.json'
+RELIABILITY_FILE = 'reliability.png'
+SCALES = ('half', 'full')
+COVERAGE_KS = (1, 2, 3, 5)
+ECE_BINS = 15
 
 
 def parse_args(argv=None):
@@ -68,21 +80,29 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=500,
                         help='training iterations (default: %(default)s)')
     parser.add_argument('--crop', type=int, default=128,
-                        help='square training crop, at half resolution (default: %(default)s)')
+                        help='square training crop, at the --scale (default: %(default)s)')
     parser.add_argument('--batch-size', type=int, default=8, help='(default: %(default)s)')
     parser.add_argument('--lr', type=float, default=0.005,
                         help='base learning rate, the decode head\'s x10, poly decay to 0 '
                         '(default: %(default)s, UniMatch\'s Cityscapes value: a short '
                         'schedule; the config\'s 0.001 is for its 2,000 iterations)')
+    parser.add_argument('--scale', choices=SCALES, default='half',
+                        help='half: the config\'s resize to 240 x 180 for training and export; '
+                        'full: no resize, the original 480 x 360 (the cache is at 480 x 360 '
+                        'either way; default: %(default)s)')
+    parser.add_argument('--flip', action='store_true',
+                        help='export the mean of the softmax of each image and of its '
+                        'horizontal mirror (twice the export time)')
     parser.add_argument('--num-workers', type=int, default=1,
                         help='training data loader workers (default: %(default)s)')
     parser.add_argument('--seed', type=int, default=0, help='(default: %(default)s)')
-    parser.add_argument('--topk', type=int, default=3, metavar='K',
-                        help='classes stored per pixel (default: %(default)s)')
+    parser.add_argument('--topk', type=int, default=None, metavar='K',
+                        help='classes stored per pixel (default: all 11; a true class outside '
+                        'a top-K cache gets the conformal score 1)')
     parser.add_argument('--codec', choices=('zlib', 'none'), default='none',
-                        help='cache payload compression (default: %(default)s, 1 MB per image '
-                        'at k = 3, loads ~1.2x slower than without the cache where zlib '
-                        'is ~1.9x: docs/annotators.md, "Loading speed on CamVid")')
+                        help='cache payload compression (default: %(default)s, 2 x 11 bytes '
+                        'per pixel, 3.8 MB per image with every class; docs/annotators.md, '
+                        '"Loading speed on CamVid")')
     parser.add_argument('--export-batch', type=int, default=4,
                         help='images per forward pass when exporting (default: %(default)s)')
     parser.add_argument('--max-train-images', type=int, default=None, metavar='N',
@@ -102,7 +122,12 @@ def remake_command(args):
     parts = ['python', 'tools/train_camvid_annotator.py', '--data-root', args.data_root,
              '--work-dir', args.work_dir, '--out', args.out, '--iters', str(args.iters),
              '--crop', str(args.crop), '--batch-size', str(args.batch_size),
-             '--topk', str(args.topk), '--seed', str(args.seed)]
+             '--scale', args.scale]
+    if args.flip:
+        parts += ['--flip']
+    if args.topk is not None:
+        parts += ['--topk', str(args.topk)]
+    parts += ['--seed', str(args.seed)]
     if args.config != DEFAULT_CONFIG:
         parts += ['--config', args.config]
     parts += ['--lr', str(args.lr)]
@@ -162,6 +187,22 @@ def check_cross_sequence(stems, data_root):
 
 
 # --- training ---------------------------------------------------------------------------
+def scaled_pipeline(pipeline, scale):
+    """A copy of ``pipeline`` at ``scale``: 'half' keeps the config's steps (its ``Resize`` to
+    240 x 180), 'full' drops every ``Resize`` step, so images keep their original size
+    (RandomRescale, being relative to the image's own size, stays)."""
+    if scale not in SCALES:
+        raise ValueError(f'scale must be one of {SCALES}, got {scale!r}')
+    return [dict(step) for step in pipeline if scale == 'half' or step['type'] != 'Resize']
+
+
+def train_settings(args, stems):
+    """What the checkpoint depends on: a checkpoint in the work dir is reused only for these."""
+    return dict(config=args.config, iters=args.iters, crop=args.crop,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, scale=args.scale,
+                stems=list(stems))
+
+
 def build_config(args, stems_file):
     from mmengine.config import Config
     cfg = Config.fromfile(args.config if osp.isabs(args.config) or osp.exists(args.config)
@@ -177,6 +218,8 @@ def build_config(args, stems_file):
     ds.data_root = osp.abspath(args.data_root)
     ds.data_prefix = dict(img_path='images/test', seg_map_path='labels/test')
     ds.ann_file = osp.abspath(stems_file)
+    ds.pipeline = scaled_pipeline(ds.pipeline, args.scale)
+    cfg.test_pipeline = scaled_pipeline(cfg.test_pipeline, args.scale)
     for step in ds.pipeline:
         if step['type'] == 'RandomCrop':
             step['crop_size'] = crop
@@ -210,16 +253,32 @@ def train(args, stems):
     stems_file = osp.join(args.work_dir, STEMS_FILE)
     checkpoint = osp.join(args.work_dir, f'iter_{args.iters}.pth')
     cfg = build_config(args, stems_file)
+    settings_file = osp.join(args.work_dir, SETTINGS_FILE)
+    settings = train_settings(args, stems)
     if osp.isfile(checkpoint) and not args.retrain:
         used = _read_lines(stems_file) if osp.isfile(stems_file) else None
         if used != stems:
             raise SystemExit(
                 f'error: {checkpoint} was trained on other images than the ones selected now '
                 f'({stems_file}); pass --retrain or another --work-dir')
+        if osp.isfile(settings_file):
+            with open(settings_file) as f:
+                before = json.load(f)
+        else:  # a checkpoint from before the settings were recorded: half scale, the rest
+            before = dict(settings, scale='half')  # as given (iter_N.pth names the iters)
+        changed = sorted(k for k in settings if before.get(k) != settings[k])
+        if changed:
+            raise SystemExit(
+                f'error: {checkpoint} was trained with other settings ('
+                + ', '.join(f'{k}: {before.get(k)!r} then, {settings[k]!r} now'
+                            for k in changed if k != 'stems')
+                + f'; {settings_file}); pass --retrain or another --work-dir')
         print(f'{checkpoint} exists: not training again (--retrain to train)', flush=True)
         return checkpoint, cfg, None
     with open(stems_file, 'w') as f:
         f.write(''.join(s + '\n' for s in stems))
+    if osp.isfile(settings_file):
+        os.remove(settings_file)  # written again once this run's checkpoint exists
     runner = Runner.from_cfg(cfg)
     used = [osp.splitext(osp.basename(runner.train_dataloader.dataset.get_data_info(i)[
         'img_path']))[0] for i in range(len(runner.train_dataloader.dataset))]
@@ -231,6 +290,8 @@ def train(args, stems):
     del runner
     if not osp.isfile(checkpoint):
         raise SystemExit(f'error: training did not write {checkpoint}')
+    with open(settings_file, 'w') as f:
+        json.dump(settings, f, indent=2)
     return checkpoint, cfg, seconds
 
 
@@ -259,7 +320,8 @@ def load_model(cfg, checkpoint):
 
 
 def export_pipeline(cfg):
-    """The config's test pipeline without its label loading (the half-resolution resize)."""
+    """The config's test pipeline without its label loading (``build_config`` has set it to
+    the ``--scale``: the half-resolution resize, or no resize)."""
     from mmengine.dataset import Compose
     from mmengine.registry import DefaultScope
     steps = [dict(s) for s in cfg.test_pipeline
@@ -269,13 +331,28 @@ def export_pipeline(cfg):
         return Compose(steps)
 
 
-def predict_probs(model, pipeline, img_paths):
+def predict_probs(model, pipeline, img_paths, flip=False):
     """(B, K, H, W) float32 softmax probabilities at each image's original size (all the
     images must have one size): the model runs on the pipeline's (resized) input, its logits
-    are upsampled bilinearly to the original size as mmseg's predict does, then softmax."""
-    import torch
+    are upsampled bilinearly to the original size as mmseg's predict does, then softmax.
+
+    ``flip``: the mean of that softmax and of the softmax of the horizontally mirrored input,
+    mirrored back (bilinear upsampling commutes with the mirror)."""
+    import copy
+
     from mmengine.dataset import pseudo_collate
     batch = pseudo_collate([pipeline(dict(img_path=p)) for p in img_paths])
+    probs = _softmax_of(model, batch)
+    if flip:
+        mirrored = dict(batch, inputs=[x.flip(-1) for x in batch['inputs']])
+        if 'data_samples' in batch:  # test_step writes its results into the samples
+            mirrored['data_samples'] = copy.deepcopy(batch['data_samples'])
+        probs = (probs + _softmax_of(model, mirrored).flip(-1)) / 2
+    return probs
+
+
+def _softmax_of(model, batch):
+    import torch
     with torch.no_grad():
         samples = model.test_step(batch)
     logits = torch.stack([s.seg_logits.data for s in samples])
@@ -291,17 +368,23 @@ def export(args, model, cfg, classes, stems, command, model_info):
     os.makedirs(args.out, exist_ok=True)
     old = read_manifest(args.out) or {}
     old_model = (old.get('model') or {}).get('checkpoint_sha1')
+    has_entries = any(n.endswith('.topk') for n in os.listdir(args.out))
     if (old_model and old_model != model_info['checkpoint_sha1'] and not args.overwrite
-            and any(n.endswith('.topk') for n in os.listdir(args.out))):
+            and has_entries):
         raise SystemExit(
             f'error: the cache {args.out} was made by another checkpoint ({old_model[:12]}, now '
             f'{model_info["checkpoint_sha1"][:12]}); pass --overwrite to remake it, or --out '
             'another folder')
+    if old_model and bool(old.get('flip')) != args.flip and not args.overwrite and has_entries:
+        raise SystemExit(
+            f'error: the cache {args.out} was made {"with" if old.get("flip") else "without"} '
+            f'--flip, this run is {"with" if args.flip else "without"} it; pass --overwrite to '
+            'remake it, or --out another folder')
     write_manifest(args.out, dict(
         command=command, config=args.config, split='train', annotator=ANNOTATOR_NAME,
         annotator_cfg=f'{ANNOTATOR_NAME}(trained on CamVid test {TRAIN_SEQUENCE} frames)',
         topk=args.topk, codec=args.codec, classes=list(classes), num_images=len(stems),
-        model=model_info))
+        scale=args.scale, flip=args.flip, model=model_info))
     cache = AnnotatorCache(args.out, num_classes=len(classes), class_names=classes,
                            annotator=ANNOTATOR_NAME, topk=args.topk)
     img_dir = osp.join(args.data_root, 'images', 'train')
@@ -325,7 +408,8 @@ def export(args, model, cfg, classes, stems, command, model_info):
                               []).append(stem)
         for group in groups.values():
             probs = predict_probs(model, pipeline,
-                                  [osp.join(img_dir, s + IMAGE_SUFFIX) for s in group])
+                                  [osp.join(img_dir, s + IMAGE_SUFFIX) for s in group],
+                                  flip=args.flip)
             for stem, p in zip(group, probs):
                 write_entry(args.out, p, stem=stem, class_names=classes,
                             annotator=ANNOTATOR_NAME, topk=args.topk, codec=args.codec)
@@ -348,25 +432,120 @@ def _entry_matches_image(cache, stem, img_path):
 
 
 # --- evaluation -------------------------------------------------------------------------
-def evaluate(args, classes, stems):
-    """IoU of the cached argmax (top-1 class) against the ground truth of CamVid train."""
-    import mmcv
+def confidence_bin(prob_u8, num_bins=ECE_BINS):
+    """Bin of quantised confidences ``v`` (uint8, p = v / 255) among ``num_bins`` equal-width
+    bins (i / n, (i + 1) / n], 0 in the first; integer arithmetic, so a confidence on an edge
+    (v / 255 = i / n exactly) goes to the lower bin as the interval says."""
     import numpy as np
+    v = np.asarray(prob_u8).astype(np.int64)
+    return np.maximum((v * num_bins + 254) // 255 - 1, 0)
+
+
+class AnnotatorStats:
+    """Accumulates, over images, what the evaluation reports from cache entries: the confusion
+    matrix of the top-1 class, top-k coverage of the true class and the per-bin sums of the
+    reliability diagram (top-1 confidence against top-1 accuracy)."""
+
+    def __init__(self, num_classes, ks=COVERAGE_KS, num_bins=ECE_BINS):
+        import numpy as np
+        self.num_classes = num_classes
+        self.ks = tuple(ks)
+        self.num_bins = num_bins
+        self.confusion = np.zeros((num_classes, num_classes), np.int64)
+        self.covered = np.zeros(len(self.ks), np.int64)
+        self.bin_pixels = np.zeros(num_bins, np.int64)
+        self.bin_confidence = np.zeros(num_bins, np.int64)  # sums of v (p = v / 255)
+        self.bin_correct = np.zeros(num_bins, np.int64)
+        self.cached_topk = None  # the smallest k of the entries seen
+
+    def update(self, index, prob, gt, ignore_index=255):
+        """``index``, ``prob``: an entry's (k, H, W) uint8 classes and probabilities by rank,
+        ``gt``: (H, W) labels."""
+        import numpy as np
+        k = index.shape[0]
+        self.cached_topk = k if self.cached_topk is None else min(self.cached_topk, k)
+        valid = gt != ignore_index
+        truth = gt[valid].astype(np.int64)
+        ranks = index[:, valid].astype(np.int64)  # (k, N)
+        hit = ranks == truth
+        found = np.cumsum(hit, axis=0) > 0  # row j: the truth is among the top j + 1
+        for i, top in enumerate(self.ks):
+            if top <= k:
+                self.covered[i] += int(found[top - 1].sum())
+        pred = ranks[0]
+        self.confusion += np.bincount(truth * self.num_classes + pred,
+                                      minlength=self.num_classes ** 2).reshape(
+                                          self.num_classes, self.num_classes)
+        conf = prob[0][valid].astype(np.int64)
+        bins = confidence_bin(conf, self.num_bins)
+        n = self.num_bins
+        self.bin_pixels += np.bincount(bins, minlength=n)
+        self.bin_confidence += np.bincount(bins, weights=conf, minlength=n).astype(np.int64)
+        self.bin_correct += np.bincount(bins, weights=hit[0].astype(np.float64),
+                                        minlength=n).astype(np.int64)
+
+    @property
+    def labeled(self):
+        return int(self.bin_pixels.sum())
+
+    def coverage(self):
+        """{k: fraction of labeled pixels whose true class is among the k most probable};
+        None for a k above the cached top-k (unknown from the cache)."""
+        total = max(self.labeled, 1)
+        return {str(top): (float(self.covered[i]) / total
+                           if self.cached_topk is not None and top <= self.cached_topk
+                           else None)
+                for i, top in enumerate(self.ks)}
+
+    def reliability(self):
+        """Per bin: its edges, labeled pixels, mean confidence and accuracy (None if empty)."""
+        rows = []
+        for i in range(self.num_bins):
+            n = int(self.bin_pixels[i])
+            rows.append(dict(
+                lower=i / self.num_bins, upper=(i + 1) / self.num_bins, pixels=n,
+                confidence=float(self.bin_confidence[i]) / 255 / n if n else None,
+                accuracy=float(self.bin_correct[i]) / n if n else None))
+        return rows
+
+    def ece(self):
+        """Expected calibration error: sum over bins of (pixels / all) * |accuracy - mean
+        confidence| (the cached, quantised top-1 probabilities)."""
+        total = self.labeled
+        if not total:
+            return None
+        return float(sum(r['pixels'] / total * abs(r['accuracy'] - r['confidence'])
+                         for r in self.reliability() if r['pixels']))
+
+
+def evaluate(args, classes, stems):
+    """The cached annotator against the ground truth of CamVid train: IoU of the top-1 class,
+    top-k coverage, ECE and the reliability bins (see :class:`AnnotatorStats`)."""
+    import mmcv
 
     from conformalsam_mmseg.annotators import AnnotatorCache
-    k = len(classes)
-    cache = AnnotatorCache(args.out, num_classes=k, class_names=classes,
+    cache = AnnotatorCache(args.out, num_classes=len(classes), class_names=classes,
                            annotator=ANNOTATOR_NAME)
-    confusion = np.zeros((k, k), np.int64)
+    stats = AnnotatorStats(len(classes))
     for stem in stems:
         gt = mmcv.imread(osp.join(args.data_root, 'labels', 'train', stem + LABEL_SUFFIX),
                          'unchanged')
         entry = cache.load(stem, height=gt.shape[0], width=gt.shape[1])
-        pred = entry.index[0].astype(np.int64)
-        valid = gt != 255
-        confusion += np.bincount(gt[valid].astype(np.int64) * k + pred[valid],
-                                 minlength=k * k).reshape(k, k)
-    return iou_from_confusion(confusion, classes, len(stems))
+        stats.update(entry.index, entry.prob, gt)
+    return summarize(stats, classes, len(stems))
+
+
+def summarize(stats, classes, num_images):
+    result = iou_from_confusion(stats.confusion, classes, num_images)
+    result.update(
+        top_k_coverage=stats.coverage(), ece=stats.ece(), ece_bins=stats.num_bins,
+        reliability=stats.reliability(), cached_topk=stats.cached_topk,
+        coverage_note='fraction of labeled pixels whose true class is among the k most '
+        'probable cached classes (None: k above the cached top-k)',
+        ece_note=f'expected calibration error of the cached top-1 probability, '
+        f'{stats.num_bins} equal-width bins (i/n, (i+1)/n]: sum over bins of pixels/all * '
+        '|accuracy - mean confidence|')
+    return result
 
 
 def iou_from_confusion(confusion, classes, num_images):
@@ -383,12 +562,58 @@ def iou_from_confusion(confusion, classes, num_images):
                 'void (255) ignored; mIoU = mean over classes with a non-empty union')
 
 
+def plot_reliability(result, path, title=None):
+    """The reliability diagram: accuracy against confidence per bin (bars, the diagonal is
+    perfect calibration), with each bin's labeled-pixel count, as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = result['reliability']
+    width = rows[0]['upper'] - rows[0]['lower']
+    centers = [(r['lower'] + r['upper']) / 2 for r in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 7), sharex=True,
+                                      gridspec_kw=dict(height_ratios=(3, 1.3)))
+    full = [(c, r) for c, r in zip(centers, rows) if r['pixels']]
+    top.bar([c for c, _ in full], [r['accuracy'] for _, r in full], width=width * 0.9,
+            color='#4c72b0', edgecolor='black', linewidth=0.5, label='accuracy')
+    top.plot([r['confidence'] for _, r in full], [r['accuracy'] for _, r in full], 'o',
+             color='#dd8452', markersize=4, label='(mean confidence, accuracy)')
+    top.plot([0, 1], [0, 1], '--', color='grey', linewidth=1, label='perfect calibration')
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel('accuracy of the top-1 class')
+    ece = result.get('ece')
+    top.set_title((title or 'reliability') + (f' (ECE {100 * ece:.2f}%)' if ece is not None
+                                              else ''), fontsize=10)
+    top.legend(loc='upper left', fontsize=8)
+    counts = [r['pixels'] for r in rows]
+    bottom.bar(centers, counts, width=width * 0.9, color='#8c8c8c',
+               edgecolor='black', linewidth=0.5)
+    bottom.set_yscale('log' if any(counts) else 'linear')
+    for c, n in zip(centers, counts):
+        if n:
+            bottom.text(c, n, f'{n:.2g}' if n >= 1000 else str(n), ha='center',
+                        va='bottom', fontsize=6, rotation=90)
+    bottom.set_ylabel('labeled pixels')
+    bottom.set_xlabel(f'confidence (top-1 probability), {len(rows)} bins')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def format_eval(result):
     lines = [f'cross-sequence annotator on CamVid train ({result["num_images"]} images): '
              f'mIoU {100 * result["mIoU"]:.2f}, aAcc {100 * result["aAcc"]:.2f}']
     width = max(len(c) for c in result['per_class_IoU'])
     for c, v in result['per_class_IoU'].items():
         lines.append(f'  {c:<{width}}  ' + ('   n/a' if v is None else f'{100 * v:6.2f}'))
+    if 'top_k_coverage' in result:
+        lines.append('  true class in the top k: ' + ', '.join(
+            f'k={k} ' + ('n/a' if v is None else f'{100 * v:.2f}%')
+            for k, v in result['top_k_coverage'].items()))
+    if result.get('ece') is not None:
+        lines.append(f'  ECE ({result["ece_bins"]} bins): {100 * result["ece"]:.2f}%')
     return '\n'.join(lines)
 
 
@@ -397,24 +622,29 @@ def main(argv=None):
     import torch
 
     import conformalsam_mmseg  # noqa: F401  (registers the backbone, datasets, transforms)
-    from conformalsam_mmseg.annotators.cache import read_manifest, write_manifest
+    from conformalsam_mmseg.annotators.cache import default_topk, read_manifest, write_manifest
     from conformalsam_mmseg.datasets import CamVidDataset
-    if not 1 <= args.topk <= 11:
-        raise SystemExit('error: --topk must be in 1..11')
     classes = list(CamVidDataset.METAINFO['classes'])
+    try:
+        args.topk = default_topk(len(classes), args.topk)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     train_stems = select_train_stems(args.data_root, args.max_train_images)
     export_stems = list_stems(args.data_root, 'train')
     if args.max_export_images is not None:
         export_stems = export_stems[:args.max_export_images]
-    print(f'training on {len(train_stems)} {TRAIN_SEQUENCE} frames of CamVid test, exporting '
-          f'{len(export_stems)} CamVid train images to {args.out}', flush=True)
+    print(f'training on {len(train_stems)} {TRAIN_SEQUENCE} frames of CamVid test at '
+          f'{args.scale} resolution, exporting {len(export_stems)} CamVid train images '
+          f'(top-{args.topk} of {len(classes)} classes{", flip" if args.flip else ""}) to '
+          f'{args.out}', flush=True)
 
     checkpoint, cfg, train_seconds = train(args, train_stems)
     command = remake_command(args)
     model_info = dict(checkpoint=checkpoint, checkpoint_sha1=file_sha1(checkpoint),
                       trained_on=f'CamVid test, {TRAIN_SEQUENCE} frames only',
                       num_train_images=len(train_stems), iters=args.iters, crop=args.crop,
-                      batch_size=args.batch_size, seed=args.seed)
+                      batch_size=args.batch_size, lr=args.lr, scale=args.scale,
+                      seed=args.seed)
     timing_file = osp.join(args.work_dir, 'train_time.json')
     if train_seconds is not None:
         with open(timing_file, 'w') as f:
@@ -427,18 +657,28 @@ def main(argv=None):
     print(f'{written} written, {skipped} already valid, {len(export_stems)} images in '
           f'{export_seconds:.1f}s -> {args.out}', flush=True)
 
+    start = time.time()
     result = evaluate(args, classes, export_stems)
+    eval_seconds = time.time() - start
     if osp.isfile(timing_file):
         with open(timing_file) as f:
             result['train_seconds'] = json.load(f)['seconds']
     result.update(train_stems=len(train_stems), iters=args.iters, crop=args.crop,
-                  batch_size=args.batch_size, command=command)
+                  batch_size=args.batch_size, lr=args.lr, scale=args.scale, flip=args.flip,
+                  topk=args.topk, command=command, export_seconds=export_seconds,
+                  exported_images=written, eval_seconds=eval_seconds)
+    reliability = plot_reliability(
+        result, osp.join(args.work_dir, RELIABILITY_FILE),
+        title=f'cross-sequence annotator, CamVid train ({len(export_stems)} images)')
+    result['reliability_png'] = reliability
     print(format_eval(result), flush=True)
+    print(f'reliability diagram: {reliability}', flush=True)
     with open(osp.join(args.work_dir, EVAL_FILE), 'w') as f:
         json.dump(result, f, indent=2)
     manifest = read_manifest(args.out) or {}
-    manifest['evaluation'] = {k: result[k] for k in ('mIoU', 'aAcc', 'per_class_IoU',
-                                                      'num_images')}
+    manifest['evaluation'] = {k: result[k] for k in (
+        'mIoU', 'aAcc', 'per_class_IoU', 'num_images', 'labeled_pixels', 'top_k_coverage',
+        'ece', 'ece_bins', 'reliability')}
     write_manifest(args.out, manifest)
     return dict(written=written, skipped=skipped, total=len(export_stems),
                 train_stems=train_stems, trained=train_seconds is not None,

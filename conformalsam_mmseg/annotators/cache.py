@@ -61,6 +61,9 @@ MANIFEST = 'cache_info.json'
 CODECS = ('zlib', 'none')
 LAYOUT_BY_CODEC = {'none': 'pixels', 'zlib': 'planes'}  # see the module docstring
 MAX_CLASSES = 255  # index 255 is reserved for padded pixels
+# the tools cache every class by default up to this many (a top-k cache raises the conformal
+# score of a true class outside the top-k to 1; see docs/annotators.md, "Top-k truncation")
+FULL_CACHE_MAX_CLASSES = 32
 # probabilities may exceed [0, 1] by float rounding; anything further is a real error
 _PROB_TOL = 1e-3
 
@@ -129,6 +132,30 @@ def topk_to_dense(index, prob, num_classes, *, padded_value=255):
                         device=prob.device)
     # scatter_add: the k indices of a pixel are distinct, except padded ones (all 0, prob 0)
     return dense.scatter_add_(0, idx, prob)
+
+
+def default_topk(num_classes, topk=None, option='--topk'):
+    """The k a tool caches: ``topk`` when given (checked against 1..K), else every class when
+    K <= ``FULL_CACHE_MAX_CLASSES`` (32). With more classes there is no default: a
+    ``ValueError`` says to choose k with ``option``.
+
+    Every class is the default because a true class outside the cached top-k reads back as
+    probability 0, i.e. LAC score 1, which forces the pixel-mode quantile to 1 for every alpha
+    below the share of such pixels (:mod:`conformalsam_mmseg.conformal.truncation`)."""
+    num_classes = int(num_classes)
+    if topk is None:
+        if num_classes <= FULL_CACHE_MAX_CLASSES:
+            return num_classes
+        raise ValueError(
+            f'{num_classes} classes: choose the classes kept per pixel with {option} K (every '
+            f'class is the default only up to {FULL_CACHE_MAX_CLASSES}); {option} '
+            f'{num_classes} keeps all ({2 * num_classes} bytes per pixel before compression), '
+            f'a smaller K is cheaper but gives a true class outside the top-K the score 1 '
+            '(docs/annotators.md, "Top-k truncation")')
+    if not 1 <= int(topk) <= num_classes:
+        raise ValueError(f'{option} must be in 1..{num_classes} (the number of classes), got '
+                         f'{topk}')
+    return int(topk)
 
 
 # --- writing ------------------------------------------------------------------------------

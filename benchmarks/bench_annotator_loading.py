@@ -6,9 +6,9 @@ views), run through the dataset's ``__getitem__`` in one process (num_workers=0,
 data-loader worker), on real CamVid train images from ../shared/data/camvid:
 
 - without: the pipeline as UniMatch trains with it;
-- with:    the same pipeline after ``apply_conformalsam`` (what ConformalSAMRunner trains with):
-           ``LoadAnnotatorOutput`` after ``LoadImageFromFile``, ``PadSegFields`` after
-           ``RandomCrop``, ``PackAnnotatorOutput`` for the weak view;
+- with:    the same pipeline with the annotator steps (what a ConformalSAM config trains with,
+           ``annotated_pipeline``): ``LoadAnnotatorOutput`` after ``LoadImageFromFile``,
+           ``PadSegFields`` after ``RandomCrop``, ``PackAnnotatorOutput`` for the weak view;
 
 for cache codecs zlib and none, top-k 2 and 3. The caches are made in a temporary folder from
 the cross-sequence annotator's cache (data/annotator_cache/camvid_cross_sequence, made by
@@ -23,7 +23,7 @@ over that of "without" across the rounds, and the range of the per-round ratios 
 Then the same for whole training batches (``--batches``, 0 skips): the train_dataloader of
 configs/unimatch_conformalsam_camvid.py (4 labeled + 8 unlabeled images per batch: UniMatch's
 batch u and its CutMix source) and of configs/conformalsam_camvid.py (4 + 4), each with and
-without ``apply_conformalsam``, num_workers=0, batches collated as in training; the unlabeled
+without the dataset's ``annotator_cache``, num_workers=0, batches collated as in training; the unlabeled
 images are the same CamVid train images, read from the 'none' caches, the labeled ones are
 the 1/8 split's labeled images when data/splits/camvid/1-8 exists (else 40 other train
 images).
@@ -220,12 +220,11 @@ def time_batches(loader, seed, batches):
 
 def batch_loaders(args, stems, cache_dir, folder):
     """{name: DataLoader}: the train_dataloader of the two ConformalSAM CamVid configs with and
-    without the ConformalSAM rewrite, on ``stems`` as unlabeled images."""
+    without the annotator cache, on ``stems`` as unlabeled images."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    from conformalsam_mmseg.engine.conformalsam_runner import apply_conformalsam
     unlabeled_list = osp.join(folder, 'unlabeled.txt')
     with open(unlabeled_list, 'w') as f:
         f.write('\n'.join(stems) + '\n')
@@ -241,9 +240,7 @@ def batch_loaders(args, stems, cache_dir, folder):
                         ('ConformalSAM (4 + 4)', CSAM_CONFIG)):
         for with_cache in (False, True):
             cfg = Config.fromfile(path)
-            cfg.conformalsam.annotator_cache = cache_dir
-            if with_cache:
-                cfg = apply_conformalsam(cfg)
+            cfg.train_dataloader.dataset.annotator_cache = cache_dir if with_cache else None
             loader_cfg = cfg.train_dataloader
             loader_cfg.num_workers = 0
             loader_cfg.persistent_workers = False
@@ -274,7 +271,7 @@ def main(argv=None):
     import conformalsam_mmseg  # noqa: F401
     from conformalsam_mmseg.annotators.fields import INDEX_KEY
     from conformalsam_mmseg.datasets import CamVidDataset
-    from conformalsam_mmseg.engine.conformalsam_runner import apply_conformalsam
+    from conformalsam_mmseg.datasets.annotator_pipeline import annotated_pipeline
     torch.set_num_threads(1)
     cv2.setNumThreads(1)  # as in a data-loader worker (mmengine sets opencv_num_threads=0)
 
@@ -287,10 +284,13 @@ def main(argv=None):
     try:
         dirs, what = make_caches(args, stems, classes, folder)
         plain_cfg = Config.fromfile(SEMI_CONFIG)
-        csam_cfg = apply_conformalsam(Config.fromfile(CSAM_CONFIG))
+        csam_cfg = Config.fromfile(CSAM_CONFIG)
         variants = {'without cache': build_dataset(
             unlabeled_dataset_cfg(plain_cfg, args.data_root), stems)}
         with_cfg = unlabeled_dataset_cfg(csam_cfg, args.data_root)
+        with_cfg.pipeline = annotated_pipeline(with_cfg.pipeline,
+                                               csam_cfg.train_dataloader.dataset.annotator_cache,
+                                               classes)
         steps = [s['type'] for s in with_cfg.pipeline]
         for (codec, k), d in dirs.items():
             ds_cfg = copy.deepcopy(with_cfg)

@@ -6,9 +6,16 @@ _base_ = [
     './_base_/conformalsam_ade20k.py'
 ]
 crop_size = (512, 512)
+# the host: SelfReliance on SegFormer MiT-B5 (Stage II), at this crop and 150 classes
+host = _base_.model
+host.data_preprocessor.data_preprocessor.size = crop_size
+host.segmentor.decode_head.num_classes = 150
 model = dict(
-    data_preprocessor=dict(data_preprocessor=dict(size=crop_size)),
-    segmentor=dict(decode_head=dict(num_classes=150)))
+    _delete_=True,
+    type='ConformalSAM',
+    host=host,
+    pseudo_label_head=_base_.pseudo_label_head,
+    self_reliance_at=0.75)  # Stage II from 75% of the iterations; None: Stage I only
 split = 'splits/ade20k/1-64'
 # B labeled + B unlabeled per GPU: self-reliance needs no CutMix source batch.
 train_dataloader = dict(
@@ -16,5 +23,6 @@ train_dataloader = dict(
     sampler=dict(batch_size=8, source_ratio=[4, 4]),
     dataset=dict(
         labeled=dict(ann_file=split + '/labeled.txt'),
-        unlabeled=dict(ann_file=split + '/unlabeled.txt')))
+        unlabeled=dict(ann_file=split + '/unlabeled.txt'),
+        annotator_cache=_base_.annotator_cache))
 train_cfg = dict(max_iters=49760)

@@ -6,9 +6,16 @@ _base_ = [
     './_base_/conformalsam_voc.py'
 ]
 crop_size = (513, 513)
+# the host: SelfReliance on SegFormer MiT-B5 (Stage II), at this crop and 21 classes
+host = _base_.model
+host.data_preprocessor.data_preprocessor.size = crop_size
+host.segmentor.decode_head.num_classes = 21
 model = dict(
-    data_preprocessor=dict(data_preprocessor=dict(size=crop_size)),
-    segmentor=dict(decode_head=dict(num_classes=21)))
+    _delete_=True,
+    type='ConformalSAM',
+    host=host,
+    pseudo_label_head=_base_.pseudo_label_head,
+    self_reliance_at=0.75)  # Stage II from 75% of the iterations; None: Stage I only
 split = 'splits/voc_classic/366'
 # B labeled + B unlabeled per GPU: self-reliance needs no CutMix source batch.
 train_dataloader = dict(
@@ -19,5 +26,6 @@ train_dataloader = dict(
         labeled=dict(
             ann_file=split + '/labeled.txt',
             data_prefix=dict(seg_map_path='VOCdevkit/VOC2012/SegmentationClass')),
-        unlabeled=dict(ann_file=split + '/unlabeled.txt')))
+        unlabeled=dict(ann_file=split + '/unlabeled.txt'),
+        annotator_cache=_base_.annotator_cache))
 train_cfg = dict(max_iters=102160)

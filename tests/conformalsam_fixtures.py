@@ -42,12 +42,12 @@ def conformalsam_config(data_root, work_dir, max_iters=4, switch_at=2, host='Sel
         cfg[loader].dataset.data_root = str(data_root)
     data = cfg.train_dataloader.dataset
     data.labeled.data_root = data.unlabeled.data_root = str(data_root)
-    cfg.conformalsam.annotator_cache = osp.join(str(data_root), 'annotator')
-    cfg.conformalsam.self_reliance_at = switch_at
-    cfg.conformalsam.holdout_folds = 3
+    data.annotator_cache = osp.join(str(data_root), 'annotator')
+    cfg.model.self_reliance_at = switch_at
+    cfg.custom_hooks[0].holdout_folds = 3
     cfg.train_dataloader.batch_size = cfg.train_dataloader.sampler.batch_size = 4
     cfg.train_dataloader.sampler.source_ratio = [2, 2]
-    cfg.model.semi_train_cfg = dict(conf_thresh=0.5)
+    cfg.model.host.semi_train_cfg = dict(conf_thresh=0.5)
     if host == 'UniMatch':
         _as_unimatch(cfg)
     if host == 'AllSpark':
@@ -63,8 +63,8 @@ def conformalsam_config(data_root, work_dir, max_iters=4, switch_at=2, host='Sel
 
 def _as_unimatch(cfg):
     """The same data and network under UniMatch: two strong views, a CutMix source batch."""
-    cfg.model.type = 'UniMatch'
-    cfg.model.semi_train_cfg = dict(conf_thresh=0.5)
+    cfg.model.host.type = 'UniMatch'
+    cfg.model.host.semi_train_cfg = dict(conf_thresh=0.5)
     strong = [dict(type='ColorJitter', brightness=0.5, contrast=0.5, saturation=0.5, hue=0.25,
                    prob=0.8),
               dict(type='GaussianBlur', sigma_range=(0.1, 2.0), prob=0.5),
@@ -86,9 +86,9 @@ def _as_allspark(cfg):
     from test_allspark import tiny_allspark_cfg
     allspark = tiny_allspark_cfg(memory_warmup_iters=1)
     allspark.segmentor.decode_head.num_classes = 4
-    allspark.data_preprocessor = cfg.model.data_preprocessor
-    allspark.segmentor.data_preprocessor = cfg.model.data_preprocessor.data_preprocessor
-    cfg.model = allspark
+    allspark.data_preprocessor = cfg.model.host.data_preprocessor
+    allspark.segmentor.data_preprocessor = cfg.model.host.data_preprocessor.data_preprocessor
+    cfg.model.host = allspark
     data = cfg.train_dataloader.dataset
     data.labeled.pipeline[-1].sup = [
         dict(type='ColorJitter', brightness=0.5, contrast=0.5, saturation=0.5, hue=0.25,

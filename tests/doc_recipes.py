@@ -29,3 +29,12 @@ def commands(block):
     joined = re.sub(r'\s*\\\n\s*', ' ', block)
     lines = [re.sub(r'\s+#.*$', '', line).strip() for line in joined.splitlines()]
     return [line for line in lines if line and not line.startswith('#')]
+
+
+def python_block(doc, containing):
+    """The one ```python block of ``doc`` that contains ``containing``."""
+    with open(osp.join(REPO, doc), encoding='utf-8') as f:
+        blocks = [b for b in re.findall(r'```python\n(.*?)```', f.read(), re.S)
+                  if containing in b]
+    assert len(blocks) == 1, f'{doc}: {len(blocks)} python blocks contain {containing!r}'
+    return blocks[0]

@@ -39,6 +39,7 @@ def allspark_shapes_config(shapes_root, work_dir, **overrides):
     for key in ('labeled', 'unlabeled'):
         semi.train_dataloader.dataset[key].data_root = str(shapes_root)
     cfg.train_dataloader = semi.train_dataloader
+    cfg.train_dataloader.dataset.annotator_cache = None   # AllSpark alone: no annotator
     model = tiny_allspark_cfg(memory_warmup_iters=2)
     model.data_preprocessor.data_preprocessor.size = (96, 96)
     net = model.segmentor

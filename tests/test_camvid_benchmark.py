@@ -99,12 +99,30 @@ def test_every_row_trains_the_same_schedule_on_its_split():
         ann = [v for k, v in opts.items() if k.endswith('ann_file')]
         assert ann and all(v.startswith('splits/camvid/1-4/') for v in ann)
         if row.conformalsam:
-            assert opts['conformalsam.annotator_cache'] == 'data/annotator_cache/x'
+            assert opts['train_dataloader.dataset.annotator_cache'] == 'data/annotator_cache/x'
         seen.add((row.config, ) + tuple(sorted((k, str(v)) for k, v in opts.items())))
     assert len(seen) == len(training.ROWS)  # no two rows are the same run
     raw = training.row_options(training.ROWS[1], '1-4', 0, protocol)
-    assert raw['conformalsam.confidence_threshold'] == 0.0
-    assert raw['conformalsam.self_reliance_at'] is None
+    assert raw['model.pseudo_label_head.confidence_threshold'] == 0.0
+    assert raw['model.self_reliance_at'] is None
+
+
+def test_every_row_option_names_a_key_its_config_has():
+    """An option naming no key of the config would be added and ignored: the row would train
+    something else than it says."""
+    from mmengine.config import Config
+    protocol = dict(iters=50, lr=0.01, labeled_batch=4, log_interval=10,
+                    annotator_cache='data/annotator_cache/x', selection=True)
+    # BaseSegDataset's ann_file ('' by default: every image of the folder) is an argument the
+    # val set's config leaves out; the selection set names its 62 images with it
+    new_keys = {'val_dataloader.dataset.ann_file'}
+    for row in training.ROWS:
+        cfg = Config.fromfile(osp.join(training.CONFIGS, row.config))
+        for key in set(training.row_options(row, '1-8', 0, protocol)) - new_keys:
+            node = cfg
+            for part in key.split('.'):
+                assert part in node, f'{row.name}: {key} is not a key of {row.config}'
+                node = node[part]
 
 
 def test_read_scalars_splits_time_by_stage(tmp_path):

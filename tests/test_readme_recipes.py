@@ -19,9 +19,9 @@ from doc_recipes import SMALL_LOADERS, bash_block
 from voc_layout import make_voc_workspace
 
 CONFIG = 'configs/allspark_conformalsam_voc.py'
-TINY = ['model.segmentor.backbone.init_cfg=None',
-        'model.data_preprocessor.data_preprocessor.size=(64,64)',
-        'model.segmentor.data_preprocessor.size=(64,64)',
+TINY = ['model.host.segmentor.backbone.init_cfg=None',
+        'model.host.data_preprocessor.data_preprocessor.size=(64,64)',
+        'model.host.segmentor.data_preprocessor.size=(64,64)',
         'train_cfg.max_iters=2', 'train_cfg.val_interval=2'] + [
     f'train_dataloader.dataset.{part}.pipeline.{i}.{key}=(64,64)'
     for part in ('labeled', 'unlabeled') for i, key in ((3, 'crop_size'), (4, 'size'))
@@ -48,8 +48,13 @@ def _fake_seem(root):
 def test_allspark_conformalsam_voc_recipe(tmp_path):
     block = bash_block('README.md', f'generate_pseudo_labels.py {CONFIG}')
     with open(osp.join(REPO, CONFIG)) as f:  # the config the README shows is the shipped one
-        assert "_base_ = ['./allspark/allspark_mit-b5_voc-classic-366.py', " \
-               "'./_base_/conformalsam_voc.py']" in f.read()
+        shipped = f.read()
+    with open(osp.join(REPO, 'README.md')) as f:
+        readme = f.read()
+    shown = readme.split(f'```python\n# {CONFIG}\n', 1)[1].split('```', 1)[0]
+    assert "_base_ = ['./allspark/allspark_mit-b5_voc-classic-366.py', " \
+           "'./_base_/conformalsam_voc.py']" in shown
+    assert "type='ConformalSAM'" in shown and shipped.endswith(shown)
     labeled, unlabeled = make_voc_workspace(tmp_path, num_labeled=4, num_unlabeled=4)
     seem = _fake_seem(str(tmp_path))
     assert block.startswith('SEEM=/path/to/SEEM ')

@@ -1,4 +1,4 @@
-"""conformalsam.filter='risk': the calibration hook chooses confidence thresholds on the
+"""pseudo_label_head.filter='risk': the calibration hook chooses confidence thresholds on the
 labeled images, the head keeps the argmax where its probability reaches them, the report and
 picture are written; bad options fail before training."""
 import json
@@ -37,11 +37,12 @@ def _labeled_calibration(annotated, **options):
 def test_risk_filter_trains_and_reports(annotated, tmp_path, mode):
     options = dict(target_error=0.2, risk='kept_error', delta=0.1, mode=mode)
     cfg = conformalsam_config(annotated, tmp_path, max_iters=2, switch_at=None)
-    cfg.conformalsam.update(filter='risk', **options)
+    cfg.model.pseudo_label_head.update(filter='risk', mode=mode, risk_cfg=dict(
+        target_error=0.2, risk='kept_error', delta=0.1))
     runner = RUNNERS.build(cfg)
     runner.train()
     head = runner.model.pseudo_label_head
-    assert head.filter == 'confidence'
+    assert head.filter == 'risk'
     expected = _labeled_calibration(annotated, **options)
     assert torch.equal(head.thresholds, expected.thresholds)
     report = json.loads((tmp_path / 'calibration_report.json').read_text())
@@ -59,7 +60,8 @@ def test_risk_filter_trains_and_reports(annotated, tmp_path, mode):
 
 def test_too_few_labeled_images_keep_nothing_and_warn(annotated, tmp_path, caplog):
     cfg = conformalsam_config(annotated, tmp_path, max_iters=1, switch_at=None)
-    cfg.conformalsam.update(filter='risk', target_error=0.05)   # LTT needs 45 images
+    cfg.model.pseudo_label_head.update(filter='risk',                # LTT needs 45 images
+                                       risk_cfg=dict(target_error=0.05))
     runner = RUNNERS.build(cfg)
     runner.train()
     assert torch.isinf(runner.model.pseudo_label_head.thresholds).all()
@@ -73,6 +75,9 @@ def test_too_few_labeled_images_keep_nothing_and_warn(annotated, tmp_path, caplo
                                           ('mode', 'image')])
 def test_bad_risk_options_fail_before_training(annotated, tmp_path, option, value):
     cfg = conformalsam_config(annotated, tmp_path, max_iters=1, switch_at=None)
-    cfg.conformalsam.update(filter='risk', **{option: value})
+    if option == 'mode':
+        cfg.model.pseudo_label_head.update(filter='risk', mode=value)
+    else:
+        cfg.model.pseudo_label_head.update(filter='risk', risk_cfg={option: value})
     with pytest.raises(ValueError, match=option):
         RUNNERS.build(cfg).train()

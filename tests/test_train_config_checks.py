@@ -46,8 +46,8 @@ def test_a_shrunk_crop_names_both_options(tmp_path, python):
         check_crop_size(cfg)
     message = str(info.value)
     assert 'train_dataloader.dataset.labeled.pipeline.3.crop_size = (64, 64)' in message
-    assert 'model.data_preprocessor.data_preprocessor.size = (513, 513)' in message
-    cfg.merge_from_dict({'model.data_preprocessor.data_preprocessor.size': (64, 64)})
+    assert 'model.host.data_preprocessor.data_preprocessor.size = (513, 513)' in message
+    cfg.merge_from_dict({'model.host.data_preprocessor.data_preprocessor.size': (64, 64)})
     check_crop_size(cfg)  # the fix the message gives
 
     # tools/train.py refuses it before building anything

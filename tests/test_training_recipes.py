@@ -42,7 +42,7 @@ def _run(line, cwd, *extra):
 def test_readme_training_and_docs_training_commands(tmp_path):
     make_voc_workspace(tmp_path, num_labeled=4)
     readme = commands(bash_block('README.md', 'tools/train.py CONFIG --resume'))
-    train, _dist_train, resume, test, slurm = readme
+    train, _dist_train, resume, test, print_config, slurm = readme
     assert train == f'python tools/train.py {CONFIG}'
     assert slurm.startswith('GPUS=8 bash tools/slurm_train.sh')
     docs = commands(bash_block('docs/training.md', 'bash tools/dist_test.sh'))
@@ -76,6 +76,10 @@ def test_readme_training_and_docs_training_commands(tmp_path):
                tmp_path, '--out', 'preds', '--show-dir', 'vis', '--cfg-options', *OFFLINE)
     assert 'mIoU' in out
     assert len(os.listdir(tmp_path / 'preds')) == 2  # val.txt: 2 images
+
+    assert print_config == 'python tools/print_config.py CONFIG'
+    out = _run(print_config.replace('CONFIG', CONFIG), tmp_path)
+    assert 'model = dict(' in out and '# What trains:' in out
 
     assert 'bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES' in docs
     out = _run(f'bash tools/dist_test.sh {CONFIG} {checkpoint} 2', tmp_path,

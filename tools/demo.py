@@ -11,7 +11,6 @@
 """
 import argparse
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -19,7 +18,6 @@ import time
 
 from mmengine.config import Config
 from mmengine.runner import Runner
-from mmseg.registry import RUNNERS
 
 import conformalsam_mmseg  # noqa: F401
 from conformalsam_mmseg.datasets import make_shapes_dataset
@@ -71,13 +69,13 @@ def configure(path, work_dir, data_root, iters):
     for part in ([dataset.labeled, dataset.unlabeled] if dataset.type == 'SemiDataset'
                  else [dataset]):
         part.data_root = data_root
-    if 'conformalsam' in cfg:
-        cfg.conformalsam.annotator_cache = osp.join(data_root, 'annotator')
+    if dataset.get('annotator_cache'):
+        dataset.annotator_cache = osp.join(data_root, 'annotator')
     return cfg
 
 
 def train(cfg):
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(cfg)
     runner.train()
     return runner.val()['mIoU']
 

@@ -8,6 +8,7 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 import conformalsam_mmseg  # noqa: F401  (registers components and checkpoint safe globals)
+from conformalsam_mmseg.engine import check_current_form
 from conformalsam_mmseg.utils import close_distributed, setup_cpu_distributed
 
 
@@ -87,8 +88,11 @@ def main():
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
 
+    try:
+        check_current_form(cfg)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     setup_cpu_distributed(cfg, args.launcher)
-    # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     try:
         runner.test()

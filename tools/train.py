@@ -10,6 +10,7 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
 import conformalsam_mmseg  # noqa: F401  (registers components and checkpoint safe globals)
+from conformalsam_mmseg.engine import check_current_form
 from conformalsam_mmseg.models import check_equal_batches
 from conformalsam_mmseg.utils import close_distributed, setup_cpu_distributed
 from conformalsam_mmseg.utils.crop_size_check import CropSizeError, check_crop_size
@@ -79,6 +80,10 @@ def main():
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
     cfg.resume = args.resume
+    try:
+        check_current_form(cfg)  # a config of the former ConformalSAM form: how to write it
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     check_equal_batches(cfg)  # AllSpark's equal labeled/unlabeled batches, before building
     try:  # mistakes that would otherwise surface deep inside the first iterations
         check_crop_size(cfg)
@@ -89,7 +94,6 @@ def main():
 
     try:
         with explain_weight_downloads(cfg):
-            # ConformalSAM configs name their runner (runner_type='ConformalSAMRunner').
             runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
             try:
                 runner.train()

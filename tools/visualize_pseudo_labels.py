@@ -22,9 +22,10 @@ Thresholds:
                      cache's dense probabilities of the ``--calib-split`` images (default:
                      labeled) against their ground truth, as ConformalCalibrationHook does.
 
-The filter's rule and background class come from the config's ``conformalsam`` dict when it
-has one (else ``foreground_first``, and class 0 as background only if it is named
-'background'); ``--rule`` / ``--background-index`` override them.
+The filter's rule, score, mode and background class come from the config's
+``model.pseudo_label_head`` when it has one (else ``foreground_first``, and class 0 as
+background only if it is named 'background'); ``--rule`` / ``--background-index`` override
+them.
 """
 import argparse
 import json
@@ -133,20 +134,12 @@ def thresholds_from_json(path, num_classes, class_names=None):
 
 def calibrate(cfg, cache, split, num_classes, alpha, mode, score):
     """q_k from the cache's dense probabilities vs ground truth on ``split``'s images."""
-    import torch
-
-    from conformalsam_mmseg.annotators import image_stem, topk_to_dense
+    from conformalsam_mmseg.annotators.labeled_pairs import calibrate_from_cache
     from conformalsam_mmseg.conformal import ConformalCalibrator
-    gpl = _gpl()
-    infos, _ = gpl.build_image_list(cfg, split)
+    infos, _ = _gpl().build_image_list(cfg, split)
     calibrator = ConformalCalibrator(num_classes, alpha=alpha, mode=mode, score=score,
                                      check_probs=False)  # top-k probabilities don't sum to 1
-    for info in infos:
-        gt = gpl.load_ground_truth(info)
-        entry = cache.load(image_stem(info['img_path']), height=gt.shape[0], width=gt.shape[1],
-                           img_path=info['img_path'])
-        probs = topk_to_dense(entry.index, entry.prob, num_classes)
-        calibrator.update(probs.unsqueeze(0), torch.from_numpy(gt).long().unsqueeze(0))
+    calibrate_from_cache([calibrator], cache, infos, num_classes)
     print(f'calibrated on {len(infos)} {split} images: {calibrator}', flush=True)
     return calibrator.thresholds()
 
@@ -293,7 +286,7 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    csam = cfg.get('conformalsam') or {}
+    csam = cfg.model.get('pseudo_label_head') or {}   # a ConformalSAM config's filter
     infos, classes = gpl.build_image_list(cfg, args.split)
     palette = _palette(cfg, args.split, len(classes))
     k = len(classes)

@@ -23,8 +23,6 @@ sets, docs/results/camvid_convergence.md (+ .png). Resumable: finished runs are 
 interrupted run resumes from its last checkpoint.
 """
 import argparse
-import json
-import os
 import os.path as osp
 import statistics
 import sys

@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 import torch
 
-from conformalsam_mmseg.annotators.cache import topk_to_dense
 from conformalsam_mmseg.conformal import (ConformalCalibrator, RiskCalibrator,
                                           confidence_pseudo_labels, filter_pseudo_labels,
                                           get_score)
@@ -207,11 +206,13 @@ def read_gt(label_dir, stem):
 
 def cache_source(cache, image_dir, label_dir, num_classes):
     """``source`` reading the annotator cache and the ground truth of CamVid train images."""
+    from conformalsam_mmseg.annotators.labeled_pairs import ground_truth_loader, load_pair
+    load_gt = ground_truth_loader(num_classes)
+
     def source(stem):
-        gt = read_gt(label_dir, stem)
-        h, w = gt.shape
-        entry = cache.load(stem, height=h, width=w, img_path=osp.join(image_dir, stem))
-        return topk_to_dense(entry.index, entry.prob, num_classes), gt
+        info = dict(img_path=osp.join(image_dir, stem + '.jpg'),
+                    seg_map_path=osp.join(label_dir, stem + '.png'), reduce_zero_label=False)
+        return load_pair(cache, info, num_classes, load_gt)
     return source
 
 

@@ -112,12 +112,17 @@ def _training_section(training, s):
     if calib:
         lines += ['', 'Calibration on the labeled images (pixel mode, alpha 0.05): '
                   + '; '.join(f"split {_frac(r['split'])}: q = "
-                              f"{r['calibration'].get('conformal_q/sky', float('nan')):.3f}, "
+                              f"{_pixel_q(r['calibration']):.3f}, "
                               f"kept {100 * r['calibration']['conformal_kept_ratio']:.1f}%, "
                               f"held-out coverage "
                               f"{100 * r['calibration'].get('conformal_holdout_coverage', math.nan):.1f}%"
                               for r in calib) + '.']
     return '\n'.join(lines)
+
+
+def _pixel_q(calibration):
+    """The pixel-mode q: one scalar (``conformal_q``), or per class in older logs."""
+    return calibration.get('conformal_q', calibration.get('conformal_q/sky', float('nan')))
 
 
 def _pct(x):

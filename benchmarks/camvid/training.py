@@ -28,11 +28,14 @@ class Row:
     config: str
     options: dict = field(default_factory=dict)
     host: str = 'none'           # the host method, for the cost table
-    conformalsam: bool = False   # ConformalSAM rewrites the config (Stage I at least)
+    conformalsam: bool = False   # a ConformalSAM model (Stage I at least)
 
 
-def _stage_one(**csam):
-    return {f'conformalsam.{k}': v for k, v in dict(csam, self_reliance_at=None).items()}
+def _stage_one(**head):
+    """Stage I only, with these ``model.pseudo_label_head`` options."""
+    opts = {f'model.pseudo_label_head.{k}': v for k, v in head.items()}
+    opts['model.self_reliance_at'] = None
+    return opts
 
 
 SUPERVISED = 'supervised/deeplabv3plus_effl0_camvid-1-8.py'
@@ -92,9 +95,10 @@ def row_options(row, split, seed, protocol):
         opts['train_dataloader.dataset.unlabeled.ann_file'] = f'{split_dir}/unlabeled.txt'
     if row.host == 'AllSpark':
         # the configs' 5 epochs of the unlabeled set in 2000 iterations, scaled to this schedule
-        opts['model.semi_train_cfg.memory_warmup_iters'] = max(1, iters // 5)
+        model = 'model.host' if row.conformalsam else 'model'
+        opts[f'{model}.semi_train_cfg.memory_warmup_iters'] = max(1, iters // 5)
     if row.conformalsam:
-        opts['conformalsam.annotator_cache'] = protocol['annotator_cache']
+        opts['train_dataloader.dataset.annotator_cache'] = protocol['annotator_cache']
     opts.update(row.options)
     return opts
 

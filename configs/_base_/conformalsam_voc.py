@@ -1,3 +1,4 @@
-# ConformalSAM on PASCAL VOC: SEEM's outputs for train_aug, background = class 0.
+# ConformalSAM's parts on PASCAL VOC: SEEM's outputs for train_aug, background = class 0.
 _base_ = './conformalsam.py'
-conformalsam = dict(annotator_cache='data/annotator_cache/seem_voc', background_index=0)
+pseudo_label_head = dict(num_classes=21, background_index=0)
+annotator_cache = 'data/annotator_cache/seem_voc'

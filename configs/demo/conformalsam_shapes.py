@@ -8,12 +8,18 @@ num_classes = 4
 crop_size = (96, 96)
 model = dict(
     _delete_=True,
-    type='SelfReliance',
-    segmentor={{_base_.model}},
-    data_preprocessor=dict(
-        type='MultiBranchDataPreprocessor',
-        data_preprocessor={{_base_.model.data_preprocessor}}),
-    semi_train_cfg=dict(conf_thresh=0.95))
+    type='ConformalSAM',
+    # the host: SelfReliance (Stage II) on the narrow DeepLabV3+
+    host=dict(
+        type='SelfReliance',
+        segmentor=_base_.model,
+        data_preprocessor=dict(
+            type='MultiBranchDataPreprocessor',
+            data_preprocessor=_base_.model.data_preprocessor),
+        semi_train_cfg=dict(conf_thresh=0.95)),
+    pseudo_label_head=dict(_base_.pseudo_label_head, num_classes=num_classes,
+                           background_index=0),
+    self_reliance_at=0.75)
 branch_field = ['sup', 'unsup_weak']
 geometric = [
     dict(type='RandomRescale', ratio_range=(0.75, 1.5)),
@@ -45,6 +51,9 @@ train_dataloader = dict(
     batch_size=8,
     num_workers=0,
     sampler=dict(type='MultiSourceSampler', batch_size=8, source_ratio=[4, 4]),
-    dataset=dict(type='SemiDataset', labeled=labeled_dataset, unlabeled=unlabeled_dataset))
-conformalsam = dict(annotator_cache=data_root + '/annotator', background_index=0,
-                    holdout_folds=4)
+    dataset=dict(type='SemiDataset', labeled=labeled_dataset, unlabeled=unlabeled_dataset,
+                 annotator_cache=data_root + '/annotator'))
+custom_hooks = [
+    dict(type='ConformalCalibrationHook', holdout_folds=4, interval=None),
+    dict(type='SelfRelianceHook'),
+]

@@ -11,8 +11,6 @@ fix it (remake the cache with every class).
 
 Pure torch: imports nothing from OpenMMLab.
 """
-import torch
-
 from .inputs import IGNORE_INDEX, as_float_maps, check_calibration_pair, check_labels
 
 

@@ -1,5 +1,9 @@
+import copy
+
 from mmengine.dataset import ConcatDataset
 from mmseg.registry import DATASETS
+
+from .annotator_pipeline import annotated_pipeline, dataset_classes
 
 
 @DATASETS.register_module()
@@ -14,9 +18,22 @@ class SemiDataset(ConcatDataset):
             unlabeled=dict(ann_file='splits/voc_classic/92/unlabeled.txt')))
 
     ``MultiSourceSampler`` draws a fixed number of samples from each part per batch.
+
+    Args:
+        labeled, unlabeled (dict): the two datasets' configs.
+        annotator_cache (str, optional): ConformalSAM's annotator cache
+            (``tools/generate_pseudo_labels.py``). When set, the unlabeled pipeline gets the
+            annotator's output (``annotated_pipeline``: ``LoadAnnotatorOutput``,
+            ``PadSegFields``, ``PackAnnotatorOutput``; ``tools/print_config.py`` prints it) and
+            ``ConformalCalibrationHook`` calibrates on the labeled images' entries.
     """
 
-    def __init__(self, labeled, unlabeled, **kwargs):
+    def __init__(self, labeled, unlabeled, annotator_cache=None, **kwargs):
+        self.annotator_cache = annotator_cache
+        if annotator_cache:
+            unlabeled = copy.deepcopy(unlabeled)
+            unlabeled['pipeline'] = annotated_pipeline(
+                unlabeled['pipeline'], annotator_cache, dataset_classes(unlabeled))
         super().__init__(datasets=[labeled, unlabeled], **kwargs)
 
     @property

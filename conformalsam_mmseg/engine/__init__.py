@@ -1,4 +1,4 @@
 from . import hooks  # noqa: F401
-from .conformalsam_runner import ConformalSAMRunner, apply_conformalsam
+from .conformalsam_runner import ConformalSAMRunner, check_current_form
 
-__all__ = ['ConformalSAMRunner', 'apply_conformalsam']
+__all__ = ['ConformalSAMRunner', 'check_current_form']

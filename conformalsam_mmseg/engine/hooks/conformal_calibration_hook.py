@@ -7,14 +7,17 @@ import torch.distributed as torch_dist
 from mmengine.dist import get_dist_info, is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmseg.registry import HOOKS, TRANSFORMS
+from mmseg.registry import HOOKS
 from tqdm import tqdm
 
 from ...annotators.base import image_stem
 from ...annotators.cache import AnnotatorCache, read_manifest, topk_to_dense
+from ...annotators.labeled_pairs import ground_truth_loader, labeled_pairs
+from ...conformal.truncation import truncated_counts, truncation_message
 from ...conformal import (ConformalCalibrator, FilterStats, RiskCalibrator,
                           annotator_argmax, calibration_report, confidence_pseudo_labels,
                           filter_pseudo_labels, prediction_sets, threshold_grid)
+from .calibration_key import calibration_key
 
 
 @HOOKS.register_module()
@@ -31,54 +34,109 @@ class ConformalCalibrationHook(Hook):
     logs them and writes ``calibration_report.json`` and ``calibration_report.png`` into the
     work dir.
 
+    What it calibrates is the model's: ``filter``, ``alpha``, ``mode``, ``score``, ``rule``,
+    ``background_index`` and ``risk_cfg`` are read from ``model.pseudo_label_head``, and the
+    annotator cache from the train dataset (``SemiDataset(annotator_cache=...)``), so each is
+    set in one place of the config. With ``filter='risk'`` a :class:`RiskCalibrator` chooses
+    confidence thresholds t_k so that the error of the kept labels is at most ``target_error``
+    (docs/conformal.md); its report gives the thresholds, the kept ratio on the unlabeled
+    images, and the calibration images' estimated error with a 1 - delta interval; a 'keep
+    nothing' outcome is logged as a warning with the number of labeled images needed. With
+    ``filter='confidence'`` (a fixed threshold) there is nothing to calibrate and the hook
+    says so.
+
     Args:
-        cache_dir: the annotator cache (``tools/generate_pseudo_labels.py``); it must cover the
-            labeled images.
-        alpha, mode, score: the calibration (paper: 0.05, 'pixel', LAC).
-        rule, background_index: the set-to-label rule used for the report's kept ratio.
         holdout_folds: folds for the held-out coverage (0 or 1: not measured).
         interval: recalibrate every this many iterations (None: only before training).
-        filter: ``'conformal'`` (the paper's prediction sets, above) or ``'risk'``: a
-            :class:`RiskCalibrator` chooses confidence thresholds t_k so that the error of the
-            kept labels is at most ``target_error`` (``risk``, ``delta``, ``mode`` 'pixel' or
-            'class', ``fallback``; docs/conformal.md). Its report gives the thresholds, the kept
-            ratio on the unlabeled images, and the calibration images' estimated error with a
-            1 - delta interval; a 'keep nothing' outcome is logged as a warning with the number
-            of labeled images needed.
     """
     priority = 'HIGH'
+    # options that now live on the model's pseudo-label head or the dataset
+    MOVED = dict(cache_dir='train_dataloader.dataset.annotator_cache',
+                 **{k: f'model.pseudo_label_head.{k}' for k in (
+                     'alpha', 'mode', 'score', 'rule', 'background_index', 'filter')},
+                 **{k: f'model.pseudo_label_head.risk_cfg.{k}' for k in (
+                     'target_error', 'risk', 'delta', 'fallback')})
 
-    def __init__(self, cache_dir, alpha=0.05, mode='pixel', score='lac',
-                 rule='foreground_first', background_index=None, holdout_folds=5,
-                 interval=None, filter='conformal', target_error=0.05,
-                 risk='false_label_rate', delta=0.1, fallback='pooled'):
-        if filter not in ('conformal', 'risk'):
-            raise ValueError(f"filter must be 'conformal' or 'risk', got {filter!r}")
-        self.filter = filter
-        self.risk_options = dict(target_error=target_error, risk=risk, delta=delta,
-                                 mode=mode, fallback=fallback)
-        if filter == 'risk':
-            RiskCalibrator(1, **self.risk_options)   # bad options fail here, before training
-        self.cache_dir = cache_dir
-        self.alpha, self.mode, self.score = alpha, mode, score
-        self.rule, self.background_index = rule, background_index
+    def __init__(self, holdout_folds=5, interval=None, **moved):
+        if moved:
+            raise TypeError(
+                'ConformalCalibrationHook reads ' + ', '.join(sorted(moved)) + ' from the '
+                'model and the dataset; set ' + ', '.join(
+                    self.MOVED.get(k, f'(unknown option {k!r})') for k in sorted(moved))
+                + ' instead (docs/conformalsam.md).')
         self.holdout_folds = holdout_folds if holdout_folds and holdout_folds > 1 else 0
         self.interval = interval
         self.last_report = None
+        self._key = None          # calibration_key of the thresholds the head holds
+        self._scalars = {}        # what the calibration logged, for every later log line
+        self._loaded = None       # the calibration record of a loaded checkpoint
 
     # --- when -------------------------------------------------------------------------------
     def before_train(self, runner):
+        head = self._head(runner)
+        if not head.needs_calibration:
+            runner.logger.info(
+                f'ConformalSAM: no calibration; the pseudo-label head keeps the annotator\'s '
+                f'argmax where its probability is >= {head.confidence_threshold} '
+                "(pseudo_label_head.filter='confidence').")
+            return
+        if self._reuse(runner, head):
+            return
         self.calibrate(runner)
 
+    # --- the calibration in checkpoints: a resume does not calibrate again -------------------
+    def before_save_checkpoint(self, runner, checkpoint):
+        if self._key is not None:
+            checkpoint['conformal_calibration'] = dict(key=self._key, scalars=self._scalars,
+                                                       report=self.last_report)
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        self._loaded = checkpoint.get('conformal_calibration')
+
+    def _reuse(self, runner, head):
+        """Keep the loaded checkpoint's thresholds when its calibration had the same inputs
+        (:func:`calibration_key`); else say why it calibrates again."""
+        if self._loaded is None:
+            return False
+        self._inputs(runner)   # names the head's classes, checks the cache
+        key = calibration_key(head, runner.train_dataloader.dataset, self.holdout_folds)
+        if key != self._loaded.get('key') or not head.is_calibrated:
+            runner.logger.info('ConformalSAM: the checkpoint\'s calibration had other inputs '
+                               '(filter options, labeled images or cache entries); '
+                               'calibrating again.')
+            return False
+        self._key, self._scalars = key, dict(self._loaded.get('scalars') or {})
+        self.last_report = self._loaded.get('report')
+        for name, value in self._scalars.items():
+            runner.message_hub.update_scalar(name, value)
+        runner.logger.info('ConformalSAM: thresholds from the checkpoint (same filter options, '
+                           'labeled images and cache entries); calibration skipped.')
+        return True
+
+    def _remember(self, runner, head):
+        """After a calibration: its key and logged scalars, for checkpoints."""
+        self._key = calibration_key(head, runner.train_dataloader.dataset, self.holdout_folds)
+        self._scalars = {name: float(buffer.current())
+                         for name, buffer in runner.message_hub.log_scalars.items()
+                         if name.startswith('train/conformal_')}
+
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if self.interval and (runner.iter + 1) % self.interval == 0:
+        if (self.interval and (runner.iter + 1) % self.interval == 0
+                and self._head(runner).needs_calibration):
             self.calibrate(runner)
 
     # --- what -------------------------------------------------------------------------------
     def calibrate(self, runner):
-        if self.filter == 'risk':
-            return self.calibrate_risk(runner)
+        head = self._head(runner)
+        if head.filter == 'risk':
+            self.calibrate_risk(runner)
+        else:
+            self.calibrate_conformal(runner)
+        self._remember(runner, head)
+
+    def calibrate_conformal(self, runner):
         head, dataset, classes, cache, load_gt, images = self._inputs(runner)
+        self.alpha, self.mode, self.score = head.alpha, head.mode, head.score
         labeled, num_classes = dataset.labeled, len(classes)
         rank, _ = get_dist_info()
 
@@ -99,10 +157,13 @@ class ConformalCalibrationHook(Hook):
 
         stats = FilterStats(num_classes)
         covered = torch.zeros(2, dtype=torch.float64)  # pixels whose class is in C(x), pixels
+        truncated = torch.zeros(2, dtype=torch.float64)  # true class cut from the cache, labeled
+        topk = (read_manifest(self.cache_dir) or {}).get('topk')
         fold_q = [c.thresholds() for c in folds]
 
         def measure(i, probs, gt):
             stats.update(self._filter(probs, q), probs.argmax(1), gt)
+            truncated.add_(torch.tensor(truncated_counts(probs, gt, topk), dtype=torch.float64))
             if folds:
                 sets = prediction_sets(probs, fold_q[i % self.holdout_folds], score=self.score)
                 valid = gt != 255
@@ -113,12 +174,19 @@ class ConformalCalibrationHook(Hook):
         if is_distributed():
             stats = self._reduce_stats(stats)
             torch_dist.all_reduce(covered)
+            torch_dist.all_reduce(truncated)
 
         report = calibration_report(main, stats, class_names=list(classes)).to_dict()
         report['alpha'] = self.alpha
         report['holdout_coverage'] = (float(covered[0] / covered[1])
                                       if self.holdout_folds and covered[1] > 0 else None)
         report['holdout_folds'] = self.holdout_folds
+        fraction = float(truncated[0] / truncated[1]) if truncated[1] > 0 else 0.0
+        report['truncation'] = dict(topk=topk, num_classes=num_classes, fraction=fraction,
+                                    message=truncation_message(fraction, topk, num_classes))
+        if topk is not None and topk < num_classes and fraction > 0:
+            log = runner.logger.warning if fraction >= self.alpha else runner.logger.info
+            log(f'ConformalSAM calibration: {report["truncation"]["message"]}')
         self.last_report = report
         self._log(runner, report, q, classes)
         if rank == 0:
@@ -131,7 +199,7 @@ class ConformalCalibrationHook(Hook):
         labeled, num_classes = dataset.labeled, len(classes)
         rank, world_size = get_dist_info()
 
-        calibrator = RiskCalibrator(num_classes, **self.risk_options)
+        calibrator = RiskCalibrator(num_classes, mode=head.mode, **head.risk_cfg)
         self._stream(runner, 'calibrating', labeled, images, cache, load_gt,
                      lambda i, probs, gt: calibrator.update(probs, gt))
         calibrator = calibrator.all_reduce()   # every rank: all labeled images
@@ -179,8 +247,7 @@ class ConformalCalibrationHook(Hook):
         pooled = result.groups[0]
         lo, hi = pooled.risk_interval
         t = result.thresholds.tolist()
-        shown = (f'{t[0]:.4f}' if result.mode == 'pixel' else
-                 ', '.join(f'{c}: {v:.4f}' for c, v in zip(classes, t)))
+        shown = _shown(t, classes)
         runner.logger.info(
             f'ConformalSAM risk calibration ({result.risk} <= {result.target:g}, '
             f'delta={result.delta:g}, mode={result.mode}, {pooled.n} labeled images): t = '
@@ -190,38 +257,55 @@ class ConformalCalibrationHook(Hook):
             f'[{lo:.4f}, {hi:.4f}] ({1 - result.delta:g} interval)\n{result.table()}')
         for note in result.notes:
             runner.logger.warning(f'ConformalSAM risk calibration: {note}')
-        for c, v in zip(classes, t):
-            hub.update_scalar(f'train/conformal_t/{c}', min(float(v), 2.0))
+        _log_thresholds(hub, 'train/conformal_t', [min(float(v), 2.0) for v in t], classes)
         if kept is not None:
             hub.update_scalar('train/conformal_kept_ratio', kept)
         hub.update_scalar('train/conformal_estimated_risk', pooled.risk)
 
-    def _inputs(self, runner):
-        """What both calibrations read: the model's pseudo-label head, the semi-supervised
-        train dataset, its classes (checked against the cache), the annotator cache, the
-        ground-truth loader and this rank's share of the labeled images."""
+    @staticmethod
+    def _head(runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        head = getattr(model, 'pseudo_label_head', None)
+        if head is None:
+            raise TypeError('ConformalCalibrationHook needs a ConformalSAM model (model.type='
+                            f"'ConformalSAM' with a pseudo_label_head), got "
+                            f'{type(model).__name__}.')
+        return head
+
+    def _inputs(self, runner):
+        """What both calibrations read: the model's pseudo-label head (named with the data
+        set's classes), the semi-supervised train dataset, its classes (checked against the
+        cache), the annotator cache, the ground-truth loader and this rank's share of the
+        labeled images."""
+        head = self._head(runner)
         dataset = runner.train_dataloader.dataset
+        self.cache_dir = getattr(dataset, 'annotator_cache', None)
+        if not self.cache_dir:
+            raise ValueError(
+                'ConformalCalibrationHook: the train dataset has no annotator cache; set '
+                "train_dataloader.dataset.annotator_cache (a SemiDataset's) to the folder of "
+                'tools/generate_pseudo_labels.py (docs/conformalsam.md).')
         classes = tuple(dataset.labeled.metainfo['classes'])
+        if head.has_class_names and tuple(head.classes) != classes:
+            raise ValueError(f'model.pseudo_label_head.classes {head.classes} differ from the '
+                             f'data set\'s {list(classes)}; remove them or set the same ones.')
+        head.set_classes(classes)
+        self.rule, self.background_index = head.rule, head.background_index
         self._check_classes(classes)
         cache = AnnotatorCache(self.cache_dir, num_classes=len(classes), class_names=classes)
-        load_gt = TRANSFORMS.build(dict(type='LoadCheckedAnnotations',
-                                        num_classes=len(classes)))
+        load_gt = ground_truth_loader(len(classes))
         rank, world_size = get_dist_info()
         images = list(range(rank, len(dataset.labeled), world_size))
-        return model.pseudo_label_head, dataset, classes, cache, load_gt, images
+        return head, dataset, classes, cache, load_gt, images
 
     def _stream(self, runner, what, dataset, images, cache, load_gt, fn):
         rank, _ = get_dist_info()
-        for i in tqdm(images, desc=f'ConformalSAM {what} on labeled images', unit='img',
-                      disable=rank != 0, dynamic_ncols=True):
-            info = dataset.get_data_info(i)
-            gt = load_gt(dict(info, seg_fields=[]))['gt_seg_map']
-            h, w = gt.shape
-            entry = cache.load(image_stem(info['img_path']), height=h, width=w,
-                               img_path=info['img_path'])
-            probs = topk_to_dense(entry.index, entry.prob, len(dataset.metainfo['classes']))
-            fn(i, probs.unsqueeze(0), torch.from_numpy(gt).long().unsqueeze(0))
+        infos = [dataset.get_data_info(i) for i in images]
+        progress = (lambda it: tqdm(it, desc=f'ConformalSAM {what} on labeled images',
+                                    unit='img', disable=rank != 0, dynamic_ncols=True))
+        pairs = labeled_pairs(cache, infos, len(dataset.metainfo['classes']), load_gt, progress)
+        for i, (_, probs, gt) in zip(images, pairs):
+            fn(i, probs.unsqueeze(0), gt.unsqueeze(0))
 
     def _filter(self, probs, q):
         return filter_pseudo_labels(probs, q, rule=self.rule, score=self.score,
@@ -251,12 +335,11 @@ class ConformalCalibrationHook(Hook):
         coverage = report['holdout_coverage']
         runner.logger.info(
             f'ConformalSAM calibration (alpha={self.alpha}, mode={self.mode}): q = '
-            + ', '.join(f'{c}: {float(v):.4f}' for c, v in zip(classes, q))
+            + _shown(q, classes)
             + (f'; kept-pixel ratio {kept:.4f}' if kept is not None else '')
             + (f'; held-out coverage {coverage:.4f} ({self.holdout_folds}-fold, target '
                f'>= {1 - self.alpha:.2f})' if coverage is not None else ''))
-        for c, v in zip(classes, q):
-            hub.update_scalar(f'train/conformal_q/{c}', float(v))
+        _log_thresholds(hub, 'train/conformal_q', q, classes)
         if kept is not None:
             hub.update_scalar('train/conformal_kept_ratio', kept)
         if coverage is not None:
@@ -267,6 +350,25 @@ class ConformalCalibrationHook(Hook):
             json.dump(report, f, indent=2, default=_json_default)
         plot_calibration(osp.join(work_dir, 'calibration_report.png'), report, q, classes,
                          self.alpha)
+
+
+def _shown(thresholds, classes):
+    """One number when every class has the same threshold (pixel mode), else one per class."""
+    values = [float(v) for v in thresholds]
+    if len(set(values)) == 1:
+        return f'{values[0]:.4f} (every class)'
+    return ', '.join(f'{c}: {v:.4f}' for c, v in zip(classes, values))
+
+
+def _log_thresholds(hub, name, thresholds, classes):
+    """``name`` alone when every class has the same threshold (pixel mode: one number in each
+    log line instead of K copies), else ``name/<class>`` per class."""
+    values = [float(v) for v in thresholds]
+    if len(set(values)) == 1:
+        hub.update_scalar(name, values[0])
+        return
+    for c, v in zip(classes, values):
+        hub.update_scalar(f'{name}/{c}', v)
 
 
 def calibration_report_stats(stats, classes):

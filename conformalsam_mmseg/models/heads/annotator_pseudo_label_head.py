@@ -6,9 +6,13 @@ an unlabeled pixel x gets the prediction set C(x) = {k : s_k(x) <= q_k} (LAC: s_
 and a label by the set-to-label rule (the paper's foreground-first "class-conditional
 filtering" by default), or 255 when rejected.
 
-With ``filter='confidence'`` the thresholds are confidence thresholds t_k instead (the risk
-calibration's, or a fixed one): a pixel keeps the annotator's argmax k when p_k >= t_k, else
-255 (t_k = +inf keeps nothing).
+With ``filter='risk'`` or ``'confidence'`` the thresholds are confidence thresholds t_k
+instead (the risk calibration's, or a fixed ``confidence_threshold``): a pixel keeps the
+annotator's argmax k when p_k >= t_k, else 255 (t_k = +inf keeps nothing).
+
+The head holds every option of the filter, so a config shows them in one place and
+``--cfg-options model.pseudo_label_head.<option>=...`` reaches each; ``ConformalCalibrationHook``
+reads them from here.
 """
 import math
 
@@ -19,9 +23,13 @@ from mmseg.registry import MODELS
 
 from ...annotators.cache import topk_to_dense
 from ...annotators.fields import INDEX_KEY, PROB_KEY
-from ...conformal import RULES, confidence_pseudo_labels, filter_pseudo_labels
+from ...conformal import (RULES, ConformalCalibrator, RiskCalibrator, confidence_pseudo_labels,
+                          filter_pseudo_labels)
 
 PADDED = 255
+FILTERS = ('conformal', 'risk', 'confidence')
+DEFAULT_RISK_CFG = dict(target_error=0.05, risk='false_label_rate', delta=0.1,
+                        fallback='pooled')
 
 
 @MODELS.register_module()
@@ -48,7 +56,8 @@ class AnnotatorPseudoLabelHead(nn.Module):
 
     Args:
         num_classes: K.
-        classes: optional class names, used in the per-class statistic names.
+        classes: optional class names, used in the per-class statistic names (the
+            calibration hook sets the data set's when None).
         rule: set-to-label rule, ``'foreground_first'`` (default, the paper's),
             ``'singleton'`` or ``'argmax_in_set'``.
         background_index: the background class for ``'foreground_first'`` (0 on VOC), or None
@@ -60,27 +69,57 @@ class AnnotatorPseudoLabelHead(nn.Module):
         filter_device: device the conformal filter runs on. 'cpu' (default): the conformal
             core's filter is written and optimised for the CPU; the compact top-k is moved
             there and the labels moved back. None: wherever the input is.
-        thresholds: optional fixed q (one number or one per class), set at construction
-            instead of by a calibration; e.g. the fixed-confidence baselines of
-            ``apply_conformalsam`` (q = 1 - tau under LAC with 'argmax_in_set').
-        filter: ``'conformal'`` (default): the thresholds are conformal q_k and ``rule``
-            turns prediction sets into labels; ``'confidence'``: they are confidence
-            thresholds t_k (``RiskCalibrator.thresholds()``) and the label is the annotator's
-            argmax where its probability is >= t_k (``rule`` and ``score`` are not used).
+        thresholds: optional fixed thresholds (one number or one per class), set at
+            construction instead of by a calibration.
+        filter: ``'conformal'`` (default, the paper's): the calibration hook sets conformal
+            q_k (``alpha``, ``mode``, ``score``) and ``rule`` turns prediction sets into labels.
+            ``'risk'``: the calibration hook sets confidence thresholds t_k so that the error of
+            the kept labels is at most ``risk_cfg['target_error']`` (docs/conformal.md) and the
+            label is the annotator's argmax where its probability is >= t_k. ``'confidence'``:
+            the same labels at a fixed ``confidence_threshold`` (0: the raw annotator labels),
+            no calibration.
+        alpha: the conformal error rate (paper: 0.05).
+        mode: 'pixel' (one threshold, the paper's), 'class' or 'image' (conformal) /
+            'pixel' or 'class' (risk).
+        confidence_threshold: ``filter='confidence'``'s tau in [0, 1].
+        risk_cfg: ``filter='risk'``: ``dict(target_error=0.05, risk='false_label_rate',
+            delta=0.1, fallback='pooled')`` (``RiskCalibrator``'s options).
     """
 
     def __init__(self, num_classes, classes=None, rule='foreground_first', background_index=0,
                  score='lac', ignore_index=255, per_class_stats=True, stats_prefix='pseudo_',
-                 filter_device='cpu', thresholds=None, filter='conformal'):
+                 filter_device='cpu', thresholds=None, filter='conformal', alpha=0.05,
+                 mode='pixel', confidence_threshold=None, risk_cfg=None):
         super().__init__()
-        if filter not in ('conformal', 'confidence'):
-            raise ValueError(f"filter must be 'conformal' or 'confidence', got {filter!r}")
+        if filter not in FILTERS:
+            raise ValueError(f'pseudo_label_head.filter must be one of {FILTERS}, got '
+                             f'{filter!r}')
         self.filter = filter
+        self.alpha, self.mode = alpha, mode
+        self.risk_cfg = dict(DEFAULT_RISK_CFG, **(risk_cfg or {}))
+        unknown = set(self.risk_cfg) - set(DEFAULT_RISK_CFG)
+        if unknown:
+            raise ValueError(f'pseudo_label_head.risk_cfg: unknown keys {sorted(unknown)}; '
+                             f'the options are {sorted(DEFAULT_RISK_CFG)}')
+        self.confidence_threshold = confidence_threshold
+        if filter == 'conformal':
+            # bad alpha / mode fail here, when the model is built, not after data loading
+            ConformalCalibrator(max(int(num_classes), 1), alpha=alpha, mode=mode, score=score)
+        elif filter == 'risk':
+            RiskCalibrator(max(int(num_classes), 1), mode=mode, **self.risk_cfg)
+        if filter == 'confidence' and thresholds is None:
+            tau = confidence_threshold
+            if tau is None or not 0 <= float(tau) <= 1:
+                raise ValueError("pseudo_label_head.filter='confidence' needs "
+                                 'confidence_threshold in [0, 1] (0: the raw annotator labels),'
+                                 f' got {tau!r}')
+            thresholds = float(tau)
         if rule not in RULES:
             raise ValueError(f'rule must be one of {RULES}, got {rule!r}')
         if classes is not None and len(classes) != num_classes:
             raise ValueError(f'{len(classes)} class names for num_classes={num_classes}')
         self.num_classes = int(num_classes)
+        self.has_class_names = classes is not None
         self.classes = (list(map(str, classes)) if classes is not None else
                         [f'class_{k}' for k in range(num_classes)])
         self.rule = rule
@@ -94,6 +133,20 @@ class AnnotatorPseudoLabelHead(nn.Module):
                              torch.full((self.num_classes, ), math.nan, dtype=torch.float64))
         if thresholds is not None:
             self.set_thresholds(thresholds)
+
+    @property
+    def needs_calibration(self):
+        """Whether the calibration hook sets the thresholds ('conformal', 'risk')."""
+        return self.filter != 'confidence'
+
+    def set_classes(self, classes):
+        """Name the classes (the data set's), checking there are ``num_classes`` of them."""
+        if len(classes) != self.num_classes:
+            raise ValueError(f'pseudo_label_head.num_classes is {self.num_classes} but the data '
+                             f'set has {len(classes)} classes {list(classes)}; set '
+                             f'model.pseudo_label_head.num_classes={len(classes)}')
+        self.classes = list(map(str, classes))
+        self.has_class_names = True
 
     # --- thresholds -----------------------------------------------------------------------
     def set_thresholds(self, q):
@@ -116,7 +169,7 @@ class AnnotatorPseudoLabelHead(nn.Module):
     def _checked_thresholds(self):
         if not self.is_calibrated:
             raise RuntimeError(
-                'SEEMPseudoLabelHead has no thresholds: conformal calibration has not run. '
+                'AnnotatorPseudoLabelHead has no thresholds: conformal calibration has not run. '
                 'Calibrate on the labeled images first (ConformalCalibrator, or the '
                 'calibration hook), then call set_thresholds(calibrator.thresholds()).')
         return self.thresholds.detach().cpu()
@@ -193,7 +246,7 @@ class AnnotatorPseudoLabelHead(nn.Module):
         return x if self.filter_device is None else x.to(self.filter_device)
 
     def _filter(self, probs, q):
-        if self.filter == 'confidence':
+        if self.filter != 'conformal':
             return confidence_pseudo_labels(probs, q, ignore_index=self.ignore_index,
                                             dtype=torch.long)
         return filter_pseudo_labels(
@@ -215,7 +268,8 @@ class AnnotatorPseudoLabelHead(nn.Module):
         return stats
 
     def extra_repr(self):
-        return (f'num_classes={self.num_classes}, filter={self.filter!r}, rule={self.rule!r}, '
+        return (f'num_classes={self.num_classes}, filter={self.filter!r}, alpha={self.alpha}, '
+                f'mode={self.mode!r}, rule={self.rule!r}, '
                 f'background_index={self.background_index}, score={self.score!r}, '
                 f'calibrated={self.is_calibrated}')
 

@@ -41,10 +41,12 @@ def check_equal_batches(cfg):
 
     Reads ``train_dataloader.sampler.source_ratio`` ([labeled, unlabeled] per GPU) and
     ``model.semi_train_cfg.source_ratio`` of a whole (mmengine) config; does nothing for other
-    models. Call it where the config is complete, e.g. in ``tools/train.py`` before the runner is
-    built: the model alone never sees the data loader.
+    models (ConformalSAM: its host). ``tools/train.py`` calls it before the runner is built: the
+    model alone never sees the data loader.
     """
     model = cfg.get('model') or {}
+    if model.get('type') == 'ConformalSAM':
+        model = model.get('host') or {}
     if model.get('type') != 'AllSpark':
         return
     sampler = (cfg.get('train_dataloader') or {}).get('sampler') or {}

@@ -4,6 +4,22 @@ import torch.nn.functional as F
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 
+from .semi_base import check_network_options
+
+
+def check_switch(at):
+    """``self_reliance_at``: None, an iteration >= 0 (int), or a fraction in (0, 1)."""
+    if at is None:
+        return
+    if isinstance(at, bool) or not isinstance(at, (int, float)):
+        raise TypeError(f'ConformalSAM.self_reliance_at must be None, an iteration or a '
+                        f'fraction of max_iters, got {at!r}')
+    if isinstance(at, float) and not 0 < at < 1:
+        raise ValueError(f'ConformalSAM.self_reliance_at: a fraction of max_iters must lie in '
+                         f'(0, 1), got {at}')
+    if isinstance(at, int) and at < 0:
+        raise ValueError(f'ConformalSAM.self_reliance_at must be >= 0, got {at}')
+
 
 @MODELS.register_module()
 class ConformalSAM(BaseSegmentor):
@@ -23,15 +39,25 @@ class ConformalSAM(BaseSegmentor):
 
     Args:
         host (dict): a ``SemiSegmentor`` config (``SelfReliance``, ``UniMatch``, ``AllSpark``, ...).
-        pseudo_label_head (dict): ``AnnotatorPseudoLabelHead`` config.
+        pseudo_label_head (dict): ``AnnotatorPseudoLabelHead`` config: the filter and its
+            options (``filter``, ``alpha``, ``mode``, ``rule``, ``background_index``, ...),
+            which ``ConformalCalibrationHook`` reads.
+        self_reliance_at (int | float | None): Stage II from this iteration (int) or fraction
+            of ``max_iters`` (float in (0, 1); default 0.75, the paper's 60 of 80 epochs on VOC
+            and 30 of 40 on ADE20K); None stays in Stage I. ``SelfRelianceHook`` reads it.
         stage_one_weights (dict): w_s and w_u as ``dict(sup=1.0, unsup=1.0)``.
     """
 
-    def __init__(self, host, pseudo_label_head, stage_one_weights=dict(sup=1.0, unsup=1.0),
-                 data_preprocessor=None, init_cfg=None):
+    def __init__(self, host, pseudo_label_head, self_reliance_at=0.75,
+                 stage_one_weights=dict(sup=1.0, unsup=1.0), data_preprocessor=None,
+                 init_cfg=None, pretrained=None, train_cfg=None):
         # ``data_preprocessor`` is accepted because mmengine's Runner passes a config's
         # top-level one to every model; batches are prepared by the host's instead.
+        # ``pretrained`` / ``train_cfg``: set to None by ``mmseg.apis.init_model``.
+        check_network_options('ConformalSAM', pretrained=pretrained, train_cfg=train_cfg)
+        check_switch(self_reliance_at)
         super().__init__(init_cfg=init_cfg)
+        self.self_reliance_at = self_reliance_at
         self.host = MODELS.build(host)
         # Batches are prepared as the host expects them.
         self.data_preprocessor = self.host.data_preprocessor
@@ -44,6 +70,13 @@ class ConformalSAM(BaseSegmentor):
         self.register_buffer('stage', torch.tensor(1, dtype=torch.long))
 
     # --- stages --------------------------------------------------------------------------
+    def switch_iter(self, max_iters):
+        """The first Stage II iteration (0-based), or None without self-reliance."""
+        at = self.self_reliance_at
+        if at is None:
+            return None
+        return int(round(at * max_iters)) if isinstance(at, float) else at
+
     @property
     def in_self_reliance(self):
         return int(self.stage) == 2
@@ -53,6 +86,14 @@ class ConformalSAM(BaseSegmentor):
         weighter = getattr(self.host, 'weighter', None)
         if weighter is not None and not weighter.started:
             weighter.begin(cur_iter, max_iters)
+
+    def stage_one_log_keys(self, names):
+        """Of the logged ``names``, those that only Stage I computes (its two losses and the
+        pseudo-label head's statistics): the self-reliance hook stops logging them at the
+        switch, so that Stage II lines show no stale Stage I values."""
+        prefix = self.pseudo_label_head.stats_prefix
+        return [n for n in names
+                if n in ('sup_loss_s', 'unsup_loss_annotator') or n.startswith(prefix)]
 
     def set_iter(self, cur_iter):
         self.host.cur_iter = cur_iter

@@ -19,6 +19,15 @@ def reweight_loss_dict(losses, weight):
             for name, value in losses.items()}
 
 
+def check_network_options(model, **options):
+    """Refuse a network option (``pretrained``, ``train_cfg``) given to a wrapper model."""
+    given = sorted(k for k, v in options.items() if v)
+    if given:
+        raise ValueError(f'{model} takes no {", ".join(given)}: they belong to the network, '
+                         f'e.g. model.segmentor.{given[0]} (model.host.segmentor.{given[0]} '
+                         'under ConformalSAM).')
+
+
 @MODELS.register_module()
 class SemiSegmentor(BaseSegmentor):
     """A segmentor (``student``) trained on labeled and unlabeled branches of one batch.
@@ -44,7 +53,11 @@ class SemiSegmentor(BaseSegmentor):
     """
 
     def __init__(self, segmentor, semi_train_cfg=None, semi_test_cfg=None,
-                 data_preprocessor=None, init_cfg=None):
+                 data_preprocessor=None, init_cfg=None, pretrained=None, train_cfg=None):
+        # ``pretrained`` and ``train_cfg`` exist so that ``mmseg.apis.init_model``, which sets
+        # both to None on every model config, builds semi-supervised models too; they belong
+        # to the network (``segmentor``).
+        check_network_options(type(self).__name__, pretrained=pretrained, train_cfg=train_cfg)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.semi_train_cfg = dict(semi_train_cfg or {})
         self.semi_test_cfg = dict(semi_test_cfg or {})

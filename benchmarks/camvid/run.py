@@ -1,31 +1,38 @@
 """The CamVid semi-supervised benchmark: one command, every row, the report.
 
-  .venv/bin/python benchmarks/camvid/run.py [--seeds 0] [--splits 1-16 1-8 1-4] [--iters 200]
-      [--rows supervised raw ...] [--work-dir work_dirs/camvid_benchmark] [--out docs/results]
+  .venv/bin/python benchmarks/camvid/run.py [--plan] [--seeds 0 1 2] [--splits 1-8 1-16]
+      [--iters N] [--rows ...] [--max-runs N] [--work-dir work_dirs/camvid_benchmark]
+      [--out docs/results]
 
-What it does, each step skipped when its output exists (so an interrupted run resumes):
+What it does, each step skipped when its output exists (so the benchmark runs in several
+sittings; an unfinished training run resumes from its last checkpoint):
 
 1. data: CamVid at data/camvid (linked to ../shared/data/camvid when that exists, else made by
-   tools/prepare_camvid.py),
-   the seeded labeled splits 1/16, 1/8, 1/4 of train (tools/make_splits.py, split seed 0; the
-   unlabeled images are the rest of train), the cross-sequence annotator's cache
-   (tools/train_camvid_annotator.py: trained on Seq05VD only, its outputs on CamVid train);
-2. pseudo-label quality on the unlabeled images of the 1/8 split against their ground truth
-   (quality.py), for the cross-sequence annotator and for the SimulatedAnnotator at three gaps;
-3. the training rows (training.py) for every split and seed, evaluated on val (101 images of
-   0016E5) at the configs' half resolution;
-4. the report: docs/results/camvid.md and its PNGs (report.py).
+   tools/prepare_camvid.py); the seeded labeled splits 1/16, 1/8, 1/4 of train
+   (tools/make_splits.py, split seed 0; the unlabeled images are the rest of train); the
+   selection set (the 62 0001TP frames of CamVid test, which every choice reads; val, 0016E5,
+   gives the final numbers and no choice);
+2. the two annotators (tools/train_camvid_annotator.py, trained on the Seq05VD frames of test
+   only, their probabilities of every class on CamVid train cached): 'strong' at full
+   resolution with flips (the paper's regime: strong but domain-shifted) and 'weak' (half
+   resolution, 500 iterations);
+3. the length: benchmarks/camvid/convergence.py's choice (WORK_DIR/convergence/length.json),
+   unless ``--iters``;
+4. the choices: per annotator, the smallest alpha whose pixel-mode filter removes >= 1% of the
+   labeled images' pixels (labeled images only), and the fixed threshold t* with the best
+   selection-set mIoU among the candidates (choices.py);
+5. the runs of plan.py in its order, each evaluated on the selection set and on val;
+6. pseudo-label quality of both annotators on the 1/8 split's unlabeled images (quality.py);
+7. the report: docs/results/camvid.md and its PNGs (report.py).
 
-``--risk-only`` runs steps 1 and 2 for the risk-controlled filter alone (no training): the
-cross-sequence annotator's labels of the 1/8 split's unlabeled images, calibrated on its
-labeled images at targets 0.02 / 0.05 / 0.1 for both risks and both modes, beside the paper's
-filter and fixed thresholds, into docs/results/camvid_risk.md.
+``--plan`` prints every run, whether it is done, and its estimated cost, and runs nothing.
+``--max-runs N`` stops after N runs trained in this sitting. ``--risk-only`` measures the
+risk-controlled filter's label quality alone (no training) into docs/results/camvid_risk.md.
 
-Protocol (fixed; the same for every row): DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0,
-160 px crops of the half-resolution images, 4 labeled images per iteration (and 4 unlabeled,
-8 for UniMatch's CutMix source), SGD lr 0.01 (head x10) with poly decay, ``--iters``
-iterations, seed per ``--seeds``; ConformalSAM with alpha 0.05, pixel mode, self-reliance from
-75% of the iterations (configs/_base_/conformalsam*.py).
+Protocol (the same for every row): DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0 (BN
+momentum 0.1), 160 px crops of the half-resolution images, 4 labeled images per iteration (and 4
+unlabeled, 8 for UniMatch's CutMix source), SGD lr 0.01 (head x10) with poly decay, the chosen
+length, seeds per ``--seeds``; ConformalSAM with self-reliance from 75% of the iterations.
 """
 import argparse
 import json
@@ -38,8 +45,9 @@ import time
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import plan  # noqa: E402
 import training  # noqa: E402
-from training import REPO, ROW_NAMES, ROWS  # noqa: E402
+from training import REPO, ROW_NAMES  # noqa: E402
 
 SPLITS = ('1-16', '1-8', '1-4')
 QUALITY_SPLIT = '1-8'
@@ -50,16 +58,22 @@ CURVE_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
 RISK_TARGETS = (0.02, 0.05, 0.1)
 DATA = osp.join(REPO, 'data')
 CAMVID = osp.join(DATA, 'camvid')
-CACHE = osp.join(DATA, 'annotator_cache', 'camvid_cross_sequence')
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--seeds', type=int, nargs='+', default=[0])
-    p.add_argument('--splits', nargs='+', default=list(SPLITS), choices=SPLITS)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--splits', nargs='+', default=['1-8'], choices=SPLITS,
+                   help='labeled splits (default: 1/8; 1/16 next: --splits 1-8 1-16)')
     p.add_argument('--rows', nargs='+', default=list(ROW_NAMES), choices=ROW_NAMES)
-    p.add_argument('--iters', type=int, default=200, help='training iterations of every row')
+    p.add_argument('--iters', type=int, default=None,
+                   help='training iterations of every row (default: the convergence '
+                        "study's length, WORK_DIR/convergence/length.json)")
+    p.add_argument('--plan', action='store_true',
+                   help='print every run and its estimated cost; run nothing')
+    p.add_argument('--max-runs', type=int, default=None,
+                   help='stop after this many runs trained in this sitting')
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'camvid_benchmark'))
     p.add_argument('--out', default=osp.join(REPO, 'docs', 'results'),
@@ -128,14 +142,39 @@ def split_stems(split):
     return tuple(open(osp.join(d, f'{w}.txt')).read().split() for w in ('labeled', 'unlabeled'))
 
 
-def make_annotator():
-    """The cross-sequence annotator's cache; returns the seconds it took (0 if it existed)."""
-    if osp.exists(osp.join(CACHE, 'cache_info.json')):
-        return 0.0
-    log('training the cross-sequence annotator (Seq05VD only) and caching its outputs')
-    start = time.perf_counter()
-    _call([osp.join(REPO, 'tools', 'train_camvid_annotator.py'), '--out', CACHE])
-    return time.perf_counter() - start
+# the commands that make the two annotators' caches (docs/annotators.md)
+ANNOTATOR_COMMANDS = {
+    'weak': ['--work-dir', 'work_dirs/camvid_cross_sequence_annotator', '--iters', '500',
+             '--crop', '128', '--batch-size', '8', '--seed', '0', '--lr', '0.005'],
+    'strong': ['--work-dir', 'work_dirs/camvid_cross_sequence_annotator_full', '--iters', '900',
+               '--crop', '256', '--batch-size', '8', '--scale', 'full', '--flip', '--seed', '0',
+               '--lr', '0.005'],
+}
+
+
+def make_annotators():
+    """Both annotators' caches; returns {group: seconds it took (0 if it existed)}."""
+    seconds = {}
+    for group, cache in plan.ANNOTATORS.items():
+        cache = osp.join(REPO, cache)
+        seconds[group] = 0.0
+        if osp.exists(osp.join(cache, 'cache_info.json')):
+            continue
+        log(f'the {group} cross-sequence annotator (Seq05VD only): training and caching')
+        start = time.perf_counter()
+        _call([osp.join(REPO, 'tools', 'train_camvid_annotator.py'), '--data-root', CAMVID,
+               '--out', cache] + ANNOTATOR_COMMANDS[group])
+        seconds[group] = time.perf_counter() - start
+    return seconds
+
+
+def read_length(work_root):
+    path = osp.join(work_root, 'convergence', 'length.json')
+    if not osp.exists(path):
+        raise SystemExit(f'error: no {path}: run benchmarks/camvid/convergence.py first (it '
+                         'chooses the length on the selection set), or pass --iters')
+    with open(path) as f:
+        return int(json.load(f)['length'])
 
 
 def _call(cmd):
@@ -155,15 +194,12 @@ def run_quality(work_root):
 
     import quality
     from conformalsam_mmseg.annotators import SimulatedAnnotator
-    from conformalsam_mmseg.annotators.cache import AnnotatorCache
     from conformalsam_mmseg.datasets.camvid import CamVidDataset
     torch.set_num_threads(os.cpu_count() or 1)
     classes = CamVidDataset.METAINFO['classes']
     images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
     labeled, unlabeled = split_stems(QUALITY_SPLIT)
-    sources = {'cross_sequence': lambda: quality.cache_source(
-        AnnotatorCache(CACHE, num_classes=len(classes), class_names=classes), images, labels,
-        len(classes))}
+    sources = {f'cross_sequence_{g}': (lambda g=g: cache_source(g)) for g in plan.ANNOTATORS}
     for gap in SIMULATED_GAPS:
         sources[f'simulated_gap{gap:g}'] = (lambda g=gap: quality.simulated_source(
             SimulatedAnnotator(gap=g, seed=0, background_index=None), images, labels, classes))
@@ -189,19 +225,16 @@ def run_risk_quality(work_root):
     import torch
 
     import quality
-    from conformalsam_mmseg.annotators.cache import AnnotatorCache
     from conformalsam_mmseg.datasets.camvid import CamVidDataset
     torch.set_num_threads(os.cpu_count() or 1)
     classes = CamVidDataset.METAINFO['classes']
     images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
     labeled, unlabeled = split_stems(QUALITY_SPLIT)
-    path = osp.join(work_root, f'risk_quality_{QUALITY_SPLIT}_cross_sequence.json')
+    path = osp.join(work_root, f'risk_quality_{QUALITY_SPLIT}_cross_sequence_strong.json')
     if not osp.exists(path):
         log(f'risk-filter quality on the {len(unlabeled)} unlabeled images of split '
             f'{QUALITY_SPLIT}')
-        source = quality.cache_source(
-            AnnotatorCache(CACHE, num_classes=len(classes), class_names=classes), images,
-            labels, len(classes))
+        source = cache_source('strong')
         start = time.perf_counter()
         out = quality.evaluate(source, labeled, unlabeled, classes, alphas=(0.05, 0.1),
                                taus=(0.5, 0.9, 0.95, 0.98), risk_targets=RISK_TARGETS,
@@ -221,21 +254,134 @@ def _dump(obj, path):
     os.replace(tmp, path)
 
 
-def run_training(args, protocol):
-    rows = [r for r in ROWS if r.name in args.rows]
-    results, total = [], len(rows) * len(args.splits) * len(args.seeds)
-    # The 1/8 split first: the quality tables are on it, and it is the headline column.
-    splits = sorted(args.splits, key=lambda s: s != QUALITY_SPLIT)
-    n = 0
-    for seed in args.seeds:
-        for split in splits:
-            for row in rows:
-                n += 1
-                log(f'[{n}/{total}] {row.name}, split {split}, seed {seed}')
-                r = training.run_row(row, split, seed, protocol, args.work_dir, log=log)
-                log(f'    val mIoU {r["mIoU"]:.2f}, {r["wall_seconds"]:.0f} s')
-                results.append(r)
-    return results
+def cache_source(group):
+    import quality
+    from conformalsam_mmseg.annotators.cache import AnnotatorCache
+    from conformalsam_mmseg.datasets.camvid import CamVidDataset
+    classes = CamVidDataset.METAINFO['classes']
+    images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
+    cache = AnnotatorCache(osp.join(REPO, plan.ANNOTATORS[group]), num_classes=len(classes),
+                           class_names=classes)
+    return quality.cache_source(cache, images, labels, len(classes))
+
+
+def alpha_choices(work_root, splits):
+    """{split: {group: choose_alpha result}}, from the labeled images; cached as JSON."""
+    import choices
+    path = osp.join(work_root, 'choices_alpha.json')
+    out = json.load(open(path)) if osp.exists(path) else {}
+    for split in splits:
+        for group in plan.ANNOTATORS:
+            if group not in out.get(split, {}):
+                labeled, _ = split_stems(split)
+                out.setdefault(split, {})[group] = choices.choose_alpha(
+                    cache_source(group), labeled, 11)
+                _dump(out, path)
+    return out
+
+
+def choose_tau(results, split, group='strong'):
+    """t* from the finished candidate runs on the selection set, or None while some run."""
+    import choices
+    found = {}
+    for r in results:
+        if r['split'] == split and r.get('group') == group and r['seed'] == SEED_OF_CHOICES:
+            if r['row'] == 'threshold_0.9':
+                found[0.9] = r['mIoU']
+            elif r['row'].startswith('threshold_candidate_'):
+                found[float(r['row'][len('threshold_candidate_'):])] = r['mIoU']
+    if set(found) != set(training.TAU_CANDIDATES):
+        return None
+    return choices.choose_tau(found)
+
+
+SEED_OF_CHOICES = 0
+
+
+def execute(run, protocol, work_root, results, alphas):
+    """Train one run of the plan (or read it) and return its result."""
+    group_choices = {g: dict(alpha=alphas[run.split][g]['alpha'],
+                             tau=choose_tau(results, run.split, g)) for g in plan.ANNOTATORS}
+    row = plan.ROW[run.row]
+    extra = None
+    if run.tau is not None:
+        extra = {'model.pseudo_label_head.confidence_threshold': run.tau}
+        group_choices[run.group]['tau'] = run.tau
+    elif row.choice == 'tau' and group_choices[run.group]['tau'] is None:
+        raise RuntimeError(f'{run.describe()}: the threshold candidates have not all finished')
+    elif row.choice == 'alpha' and group_choices[run.group]['alpha'] is None:
+        raise RuntimeError(f'{run.describe()}: no alpha of the grid filters for the '
+                           f'{run.group} annotator (choices_alpha.json)')
+    return training.run_row(row, run.split, run.seed, protocol, work_root, log=log,
+                            group=run.group, choices=group_choices,
+                            name=run.name if run.tau is not None else None, extra=extra)
+
+
+def finished(run, work_root):
+    wd = training.run_dir(work_root, plan.ROW[run.row], run.split, run.seed, run.group)
+    if run.tau is not None:
+        wd = osp.join(osp.dirname(wd), run.name)
+    if osp.exists(osp.join(wd, 'result.json')):
+        return 'done'
+    return 'resumes' if osp.exists(osp.join(wd, 'last_checkpoint')) else 'to run'
+
+
+def print_plan(runs, iters, work_root, measured):
+    total = 0.0
+    for n, run in enumerate(runs, 1):
+        state = finished(run, work_root)
+        cost = 0.0 if state == 'done' else plan.estimate(run, iters, measured)
+        total += cost
+        print(f'{n:3d}. {run.describe():55s} {state:8s} ~{cost / 60:5.1f} min')
+    print(f'{sum(finished(r, work_root) == "done" for r in runs)} of {len(runs)} runs done; '
+          f'~{total / 3600:.1f} h left at {iters} iterations per run (estimates: '
+          + ', '.join(f'{k} {v:.2f} s/it' for k, v in {**plan.SECONDS_PER_ITER,
+                                                        **measured}.items()) + ')')
+
+
+def measured_speeds(results):
+    """Mean seconds per iteration of the finished runs, per cost class."""
+    speeds = {}
+    for r in results:
+        s = (r.get('seconds_per_iter') or {}).get('all')
+        if s:
+            run = plan.Run(r['row'] if r['row'] in plan.ROW else 'threshold_best', r['split'],
+                           r['seed'], r.get('group'))
+            speeds.setdefault(plan.cost_class(run), []).append(s)
+    return {k: sum(v) / len(v) for k, v in speeds.items()}
+
+
+def collect(runs, work_root):
+    out = []
+    for run in runs:
+        wd = training.run_dir(work_root, plan.ROW[run.row], run.split, run.seed, run.group)
+        if run.tau is not None:
+            wd = osp.join(osp.dirname(wd), run.name)
+        path = osp.join(wd, 'result.json')
+        if osp.exists(path):
+            with open(path) as f:
+                out.append(json.load(f))
+    return out
+
+
+def run_training(args, protocol, runs, alphas):
+    results = collect(runs, args.work_dir)
+    trained = 0
+    for n, run in enumerate(runs, 1):
+        if finished(run, args.work_dir) == 'done':
+            continue
+        if args.max_runs is not None and trained >= args.max_runs:
+            log(f'stopping after {trained} runs (--max-runs); the next sitting goes on')
+            break
+        left = sum(plan.estimate(r, protocol['iters'], measured_speeds(results))
+                   for r in runs[n - 1:] if finished(r, args.work_dir) != 'done')
+        log(f'[{n}/{len(runs)}] {run.describe()}: ~{left / 3600:.1f} h left in the plan')
+        r = execute(run, protocol, args.work_dir, results, alphas)
+        trained += 1
+        log(f'    selection mIoU {r["mIoU"]:.2f}, val mIoU {r["val"][max(r["val"], key=int)]:.2f}'
+            f', {r["wall_seconds"] / 60:.0f} min')
+        results.append(r)
+    return collect(runs, args.work_dir)
 
 
 def cache_size(path):
@@ -252,22 +398,31 @@ def main(argv=None):
     start = time.perf_counter()
     check_camvid()
     make_splits()
-    annotator_seconds = make_annotator()
+    make_selection()
     if args.risk_only:
+        make_annotators()
         import report
         path = report.write_risk(run_risk_quality(args.work_dir), args.out, QUALITY_SPLIT)
         log(f'done in {(time.perf_counter() - start) / 60:.1f} min: {path}')
         return
-    protocol = dict(iters=args.iters, lr=args.lr, labeled_batch=4, log_interval=10,
-                    annotator_cache=osp.relpath(CACHE, REPO))
+    iters = args.iters or read_length(args.work_dir)
+    runs = plan.make_plan(args.seeds, args.splits, args.rows)
+    if args.plan:
+        print_plan(runs, iters, args.work_dir, measured_speeds(collect(runs, args.work_dir)))
+        return
+    annotator_seconds = make_annotators()
+    protocol = dict(iters=iters, lr=args.lr, labeled_batch=4, log_interval=50, selection=True,
+                    test_on_val=True, annotators=dict(plan.ANNOTATORS))
+    alphas = alpha_choices(args.work_dir, args.splits)
+    train_results = [] if args.skip_training else run_training(args, protocol, runs, alphas)
     quality_results = {} if args.skip_quality else run_quality(args.work_dir)
-    train_results = [] if args.skip_training else run_training(args, protocol)
     summary = dict(protocol=protocol, seeds=args.seeds, splits=args.splits, rows=args.rows,
-                   quality_split=QUALITY_SPLIT, alphas=ALPHAS, taus=TAUS,
-                   simulated_gaps=SIMULATED_GAPS, cache=cache_size(CACHE),
-                   annotator_seconds=annotator_seconds,
-                   wall_seconds=time.perf_counter() - start,
-                   threads=os.cpu_count())
+                   planned=len(runs), quality_split=QUALITY_SPLIT, alphas=ALPHAS, taus=TAUS,
+                   simulated_gaps=SIMULATED_GAPS,
+                   caches={g: cache_size(osp.join(REPO, c)) for g, c in plan.ANNOTATORS.items()},
+                   annotator_seconds=annotator_seconds, alpha_choices=alphas,
+                   tau_choices={sp: choose_tau(train_results, sp) for sp in args.splits},
+                   wall_seconds=time.perf_counter() - start, threads=os.cpu_count())
     _dump(dict(summary=summary, quality=quality_results, training=train_results),
           osp.join(args.work_dir, 'results.json'))
     import report

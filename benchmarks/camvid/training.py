@@ -28,7 +28,9 @@ class Row:
     config: str
     options: dict = field(default_factory=dict)
     host: str = 'none'           # the host method, for the cost table
-    conformalsam: bool = False   # a ConformalSAM model (Stage I at least)
+    conformalsam: bool = False   # a ConformalSAM model: the row reads an annotator
+    choice: str = None           # 'tau' / 'alpha': an option chosen on the selection set /
+    #                              the labeled images before the row runs (choices.json)
 
 
 def _stage_one(**head):
@@ -38,25 +40,40 @@ def _stage_one(**head):
     return opts
 
 
+def _risk(target):
+    return {'filter': 'risk', 'risk_cfg.target_error': target, 'risk_cfg.risk': 'false_label_rate'}
+
+
 SUPERVISED = 'supervised/deeplabv3plus_effl0_camvid-1-8.py'
 CONFORMALSAM = 'conformalsam_camvid.py'
 UNIMATCH = 'unimatch/unimatch_deeplabv3plus_effl0_camvid-1-8.py'
 ALLSPARK = 'allspark/allspark_deeplabv3plus_effl0_camvid-1-8.py'
+TAU_CANDIDATES = (0.5, 0.7, 0.9, 0.95)   # the fixed thresholds the selection set chooses from
 ROWS = (
     Row('supervised', 'Supervised only (labeled images)', 'supervised', SUPERVISED),
     Row('raw', '+ raw annotator labels', '+ raw', CONFORMALSAM,
         _stage_one(filter='confidence', confidence_threshold=0.0), conformalsam=True),
-    Row('threshold_0.5', '+ annotator labels with confidence >= 0.5', '+ t>=0.5',
-        CONFORMALSAM, _stage_one(filter='confidence', confidence_threshold=0.5),
-        conformalsam=True),
     Row('threshold_0.9', '+ annotator labels with confidence >= 0.9', '+ t>=0.9',
         CONFORMALSAM, _stage_one(filter='confidence', confidence_threshold=0.9),
         conformalsam=True),
-    Row('conformal_pixel', '+ conformal filtering, pixel mode (Stage I only)',
-        '+ conformal\npixel', CONFORMALSAM, _stage_one(mode='pixel'), conformalsam=True),
-    Row('conformal_class', '+ conformal filtering, class mode (Stage I only)',
-        '+ conformal\nclass', CONFORMALSAM, _stage_one(mode='class'), conformalsam=True),
-    Row('conformalsam', 'ConformalSAM (Stage I + II)', 'ConformalSAM', CONFORMALSAM,
+    Row('threshold_best', '+ annotator labels with confidence >= t* (t* chosen on the '
+        'selection set)', '+ t>=t*', CONFORMALSAM, _stage_one(filter='confidence'),
+        conformalsam=True, choice='tau'),
+    Row('conformal_pixel', '+ conformal filtering, pixel mode, alpha 0.05 (the paper\'s)',
+        '+ CP pixel\n0.05', CONFORMALSAM, _stage_one(mode='pixel', alpha=0.05),
+        conformalsam=True),
+    Row('conformal_pixel_filtering', '+ conformal filtering, pixel mode, the smallest alpha '
+        'that filters', '+ CP pixel\nalpha*', CONFORMALSAM, _stage_one(mode='pixel'),
+        conformalsam=True, choice='alpha'),
+    Row('conformal_class', '+ conformal filtering, class mode, alpha 0.05',
+        '+ CP class', CONFORMALSAM, _stage_one(mode='class', alpha=0.05), conformalsam=True),
+    Row('risk', '+ risk-controlled labels (false-label rate <= 0.05, delta 0.1)', '+ risk',
+        CONFORMALSAM, _stage_one(**_risk(0.05)), conformalsam=True),
+    Row('conformalsam', 'ConformalSAM (Stage I + II), the paper\'s filter', 'ConformalSAM',
+        CONFORMALSAM, host='SelfReliance', conformalsam=True),
+    Row('conformalsam_risk', 'ConformalSAM (Stage I + II), risk-controlled filter',
+        'ConformalSAM\nrisk', CONFORMALSAM,
+        {f'model.pseudo_label_head.{k}': v for k, v in _risk(0.05).items()},
         host='SelfReliance', conformalsam=True),
     Row('unimatch', 'UniMatch', 'UniMatch', UNIMATCH, host='UniMatch'),
     Row('unimatch_conformalsam', 'UniMatch + ConformalSAM', 'UniMatch\n+ CSAM',
@@ -68,8 +85,10 @@ ROWS = (
 ROW_NAMES = tuple(r.name for r in ROWS)
 
 
-def row_options(row, split, seed, protocol):
-    """``--cfg-options`` of one run: the split, schedule and seed shared by every row."""
+def row_options(row, split, seed, protocol, group=None, choices=None):
+    """``--cfg-options`` of one run: the split, schedule and seed shared by every row, the
+    annotator cache of ``group`` (``protocol['annotators'][group]``) for rows that read one, and
+    the chosen value (``choices[group]['tau' | 'alpha']``) for rows with a ``choice``."""
     iters = protocol['iters']
     opts = {
         'train_cfg.max_iters': iters,
@@ -98,8 +117,13 @@ def row_options(row, split, seed, protocol):
         model = 'model.host' if row.conformalsam else 'model'
         opts[f'{model}.semi_train_cfg.memory_warmup_iters'] = max(1, iters // 5)
     if row.conformalsam:
-        opts['train_dataloader.dataset.annotator_cache'] = protocol['annotator_cache']
+        annotators = protocol.get('annotators') or {None: protocol.get('annotator_cache')}
+        opts['train_dataloader.dataset.annotator_cache'] = annotators[group]
     opts.update(row.options)
+    if row.choice == 'tau':
+        opts['model.pseudo_label_head.confidence_threshold'] = (choices or {})[group]['tau']
+    elif row.choice == 'alpha':
+        opts['model.pseudo_label_head.alpha'] = (choices or {})[group]['alpha']
     return opts
 
 
@@ -123,12 +147,23 @@ def row_options_eval(protocol):
     }
 
 
-def run_row(row, split, seed, protocol, work_root, log=print):
-    """Train one row (unless its result exists) and return its result dict."""
-    work_dir = osp.join(work_root, split, f'seed{seed}', row.name)
-    opts = row_options(row, split, seed, protocol)
+def run_dir(work_root, row, split, seed, group=None):
+    """``WORK_ROOT/SPLIT/seedS[/GROUP]/ROW``: annotator rows per annotator group."""
+    parts = [work_root, split, f'seed{seed}'] + ([group] if group else []) + [row.name]
+    return osp.join(*parts)
+
+
+def run_row(row, split, seed, protocol, work_root, log=print, group=None, choices=None,
+            name=None, extra=None):
+    """Train one row (unless its result exists) and return its result dict. ``name`` and
+    ``extra`` options make a variant of the row (the threshold candidates)."""
+    work_dir = run_dir(work_root, row, split, seed, group)
+    if name:
+        work_dir = osp.join(osp.dirname(work_dir), name)
+    opts = row_options(row, split, seed, protocol, group, choices)
+    opts.update(extra or {})
     return run(osp.join(CONFIGS, row.config), opts, work_dir, protocol, log=log,
-               result=dict(row=row.name, split=split, seed=seed))
+               result=dict(row=name or row.name, split=split, seed=seed, group=group))
 
 
 def run(config, opts, work_dir, protocol, log=print, result=None):

@@ -1,0 +1,90 @@
+"""The CamVid benchmark's plan and choices (benchmarks/camvid/plan.py, choices.py, run.py)."""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+sys.path.insert(0, osp.join(REPO, 'benchmarks', 'camvid'))
+import choices  # noqa: E402
+import plan  # noqa: E402
+import run as bench  # noqa: E402
+import training  # noqa: E402
+
+
+def test_the_plan_puts_complete_comparisons_first():
+    runs = plan.make_plan([0, 1, 2], ['1-8'])
+    assert len(runs) == len(set(runs))
+    first = runs[:15]
+    assert {(r.row, r.seed) for r in first} == {
+        (row, s) for row in plan.TIERS[0] for s in (0, 1, 2)}
+    assert all(r.group == ('strong' if plan.ROW[r.row].conformalsam else None) for r in first)
+    names = [r.name for r in runs]
+    # the threshold candidates (seed 0) run before any threshold_best run
+    cands = [i for i, r in enumerate(runs) if r.tau is not None or
+             (r.row == 'threshold_0.9' and r.seed == 0 and r.group == 'strong')]
+    best = [i for i, r in enumerate(runs) if r.row == 'threshold_best' and r.tau is None]
+    assert len(cands) == len(training.TAU_CANDIDATES) and max(cands) < min(best)
+    assert names.count('threshold_0.9') == 3 + 3   # strong and weak, 3 seeds each
+    weak = {r.row for r in runs if r.group == 'weak'}
+    assert weak == set(plan.WEAK_ROWS)
+    assert runs[-1].row == 'allspark_conformalsam'
+
+
+def test_estimates_use_measured_speeds_when_there_are_some():
+    run = plan.Run('unimatch', '1-8', 0)
+    assert plan.estimate(run, 100) == 100 * plan.SECONDS_PER_ITER['UniMatch'] + plan.EVAL_SECONDS
+    assert plan.estimate(run, 100, {'UniMatch': 1.0}) == 100 + plan.EVAL_SECONDS
+    assert plan.cost_class(plan.Run('risk', '1-8', 0, 'strong')) == 'stage_one'
+
+
+def _source(images=2, pixels=100):
+    """gt = class 0 everywhere; 80% of the pixels p0 = 0.95, 20% p0 = 0.3 (argmax wrong)."""
+    p0 = torch.full((pixels, ), 0.95)
+    p0[:pixels // 5] = 0.3
+    probs = torch.stack([p0, 1 - p0]).reshape(2, 10, pixels // 10)
+    gt = torch.zeros(10, pixels // 10, dtype=torch.long)
+    return (lambda stem: (probs, gt)), [f'img{i}' for i in range(images)]
+
+
+def test_the_smallest_alpha_that_filters_by_hand():
+    # true-class scores: 160 x 0.05 and 40 x 0.7 (n = 200). q(alpha) is the
+    # ceil(201 (1 - alpha))-th smallest: 0.7 up to alpha 0.2 (sets {0} or {0, 1}: everything
+    # kept), about 0.05 from alpha 0.3 on (the 0.3-pixels' sets are empty: 20% removed)
+    source, stems = _source()
+    out = choices.choose_alpha(source, stems, 2)
+    table = {row['alpha']: row for row in out['table']}
+    assert all(table[a]['kept'] == 1.0 for a in (0.01, 0.05, 0.1, 0.2))
+    assert table[0.3]['kept'] == pytest.approx(0.8)
+    assert out['alpha'] == 0.3
+    # removing 25% is more than any alpha of the grid does here
+    assert choices.choose_alpha(source, stems, 2, min_removed=0.25)['alpha'] is None
+
+
+def test_tau_is_the_best_on_the_selection_set_ties_to_the_smaller():
+    assert choices.choose_tau({0.5: 40.0, 0.7: 42.0, 0.9: 42.0, 0.95: 30.0}) == 0.7
+    results = [dict(row='threshold_0.9', split='1-8', group='strong', seed=0, mIoU=41.0),
+               dict(row='threshold_candidate_0.5', split='1-8', group='strong', seed=0,
+                    mIoU=43.0),
+               dict(row='threshold_candidate_0.7', split='1-8', group='strong', seed=0,
+                    mIoU=40.0)]
+    assert bench.choose_tau(results, '1-8') is None   # 0.95 has not finished
+    results.append(dict(row='threshold_candidate_0.95', split='1-8', group='strong', seed=0,
+                        mIoU=39.0))
+    assert bench.choose_tau(results, '1-8') == 0.5
+    assert bench.choose_tau(results, '1-16') is None
+
+
+def test_chosen_values_reach_the_rows_options():
+    protocol = dict(iters=10, lr=0.01, labeled_batch=4, log_interval=5,
+                    annotators=dict(plan.ANNOTATORS))
+    ch = {'strong': dict(tau=0.7, alpha=0.3), 'weak': dict(tau=None, alpha=0.2)}
+    best = training.row_options(plan.ROW['threshold_best'], '1-8', 0, protocol, 'strong', ch)
+    assert best['model.pseudo_label_head.confidence_threshold'] == 0.7
+    assert best['train_dataloader.dataset.annotator_cache'] == plan.ANNOTATORS['strong']
+    cp = training.row_options(plan.ROW['conformal_pixel_filtering'], '1-8', 0, protocol, 'weak',
+                              ch)
+    assert cp['model.pseudo_label_head.alpha'] == 0.2
+    assert cp['train_dataloader.dataset.annotator_cache'] == plan.ANNOTATORS['weak']

@@ -153,3 +153,14 @@ def test_checked_labels_still_required_in_a_dataset_record():
     assert t(dict(img=np.zeros((4, 4, 3), np.uint8))) is not None   # inference: no record
     with pytest.raises(KeyError, match='data_prefix.seg_map_path'):
         t(dict(img_path='a.png', seg_fields=[], reduce_zero_label=False))
+
+
+def test_the_print_config_recipe_of_docs_conformalsam_md_runs(python):
+    from doc_recipes import bash_block, commands
+    (line,) = commands(bash_block('docs/conformalsam.md', 'tools/print_config.py'))
+    proc = subprocess.run(line.replace('python ', f'{python} ', 1), shell=True, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = proc.stdout.split('# What trains:')[1]
+    assert 'host: AllSpark' in summary and "alpha=0.1" in summary
+    assert "type='LoadAnnotatorOutput'" in proc.stdout.split('unlabeled_pipeline_as_trained')[1]

@@ -21,12 +21,13 @@ sittings; an unfinished training run resumes from its last checkpoint):
 4. the choices: per annotator, the smallest alpha whose pixel-mode filter removes >= 1% of the
    labeled images' pixels (labeled images only), and the fixed threshold t* with the best
    selection-set mIoU among the candidates (choices.py);
-5. the runs of plan.py in its order, each evaluated on the selection set and on val;
-6. pseudo-label quality of both annotators on the 1/8 split's unlabeled images (quality.py);
+5. pseudo-label quality of both annotators on the 1/8 split's unlabeled images (quality.py);
+6. the runs of plan.py in its order, each evaluated on the selection set and on val;
 7. the report: docs/results/camvid.md and its PNGs (report.py).
 
 ``--plan`` prints every run, whether it is done, and its estimated cost, and runs nothing.
-``--max-runs N`` stops after N runs trained in this sitting. ``--risk-only`` measures the
+``--max-runs N`` stops after N runs trained in this sitting; ``--report-only`` writes the
+report from the runs finished so far. ``--risk-only`` measures the
 risk-controlled filter's label quality alone (no training) into docs/results/camvid_risk.md.
 
 Protocol (the same for every row): DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0 (BN
@@ -74,6 +75,8 @@ def parse_args(argv=None):
                    help='print every run and its estimated cost; run nothing')
     p.add_argument('--max-runs', type=int, default=None,
                    help='stop after this many runs trained in this sitting')
+    p.add_argument('--report-only', action='store_true',
+                   help='write the report from the runs finished so far; train nothing')
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'camvid_benchmark'))
     p.add_argument('--out', default=osp.join(REPO, 'docs', 'results'),
@@ -410,12 +413,13 @@ def main(argv=None):
     if args.plan:
         print_plan(runs, iters, args.work_dir, measured_speeds(collect(runs, args.work_dir)))
         return
-    annotator_seconds = make_annotators()
+    annotator_seconds = {} if args.report_only else make_annotators()
     protocol = dict(iters=iters, lr=args.lr, labeled_batch=4, log_interval=50, selection=True,
                     test_on_val=True, annotators=dict(plan.ANNOTATORS))
     alphas = alpha_choices(args.work_dir, args.splits)
-    train_results = [] if args.skip_training else run_training(args, protocol, runs, alphas)
     quality_results = {} if args.skip_quality else run_quality(args.work_dir)
+    train_results = (collect(runs, args.work_dir) if args.skip_training or args.report_only
+                     else run_training(args, protocol, runs, alphas))
     summary = dict(protocol=protocol, seeds=args.seeds, splits=args.splits, rows=args.rows,
                    planned=len(runs), quality_split=QUALITY_SPLIT, alphas=ALPHAS, taus=TAUS,
                    simulated_gaps=SIMULATED_GAPS,

@@ -88,3 +88,14 @@ def test_chosen_values_reach_the_rows_options():
                               ch)
     assert cp['model.pseudo_label_head.alpha'] == 0.2
     assert cp['train_dataloader.dataset.annotator_cache'] == plan.ANNOTATORS['weak']
+
+
+def test_threads_are_the_free_cores(monkeypatch):
+    monkeypatch.delenv('CAMVID_BENCHMARK_THREADS', raising=False)
+    monkeypatch.setattr(training.os, 'cpu_count', lambda: 8)
+    monkeypatch.setattr(training.os, 'getloadavg', lambda: (2.6, 0, 0))
+    assert training.free_cores() == 5
+    monkeypatch.setattr(training.os, 'getloadavg', lambda: (11.0, 0, 0))
+    assert training.free_cores() == 1
+    monkeypatch.setenv('CAMVID_BENCHMARK_THREADS', '3')
+    assert training.free_cores() == 3

@@ -27,7 +27,9 @@ sittings; an unfinished training run resumes from its last checkpoint):
 
 ``--plan`` prints every run, whether it is done, and its estimated cost, and runs nothing.
 ``--max-runs N`` stops after N runs trained in this sitting; ``--report-only`` writes the
-report from the runs finished so far. ``--risk-only`` measures the
+report from the runs finished so far. Each run gets the cores that other work leaves free when
+it starts (``CAMVID_BENCHMARK_THREADS`` overrides) and prints its progress with mmengine's
+remaining-time estimate every two minutes. ``--risk-only`` measures the
 risk-controlled filter's label quality alone (no training) into docs/results/camvid_risk.md.
 
 Protocol (the same for every row): DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0 (BN

@@ -215,13 +215,20 @@ def run(config, opts, work_dir, protocol, log=print, result=None):
     return out
 
 
+def free_cores():
+    """Threads for a run: ``CAMVID_BENCHMARK_THREADS`` if set, else the cores left free by
+    other work when the run starts (cores minus the 1-minute load average), at least 1."""
+    if os.environ.get('CAMVID_BENCHMARK_THREADS'):
+        return int(os.environ['CAMVID_BENCHMARK_THREADS'])
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+
+
 def _run_logged(cmd, log_path, log, progress_seconds):
     env = dict(os.environ)
-    threads = env.get('CAMVID_BENCHMARK_THREADS')
-    if threads:
-        env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = threads
+    env['OMP_NUM_THREADS'] = env['MKL_NUM_THREADS'] = str(free_cores())
     with open(log_path, 'a') as out:
-        out.write(f'\n$ {" ".join(cmd)}\n')
+        out.write(f'\n$ OMP_NUM_THREADS={env["OMP_NUM_THREADS"]} {" ".join(cmd)}\n')
         out.flush()
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
         while True:

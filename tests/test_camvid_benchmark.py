@@ -284,3 +284,173 @@ def test_length_is_where_later_iterations_stop_paying():
     assert length == 1000
     curves[1][750] = 45.0  # mean 44.0, sd 1.0; 45.0 - 44.0 <= 1.0
     assert convergence.choose_length(curves)[0] == 750
+
+
+# --- the report of the seeded benchmark (report.py, report_training.py) -----------------------
+SEEDS = [0, 1, 2]
+REPORT_ROWS = ['supervised', 'raw', 'conformal_pixel', 'risk', 'conformalsam', 'unimatch']
+
+
+def _run_result(row, seed, val, selection, group=None, spi=0.5, calibration=None):
+    # '50' sorts after '200' as text: the final number is the largest iteration's
+    r = dict(row=row, split='1-8', seed=seed, group=group, mIoU=selection,
+             val={'50': 0.0, '200': val}, val_curve={'200': selection},
+             seconds_per_iter=dict(all=spi, stage1=None, stage2=None), wall_seconds=360.0)
+    if calibration:
+        r['calibration'] = calibration
+    return r
+
+
+def _fake_quality():
+    probs, gt = _random_case(3, n=8)
+    data = {f'img{i}': (probs[i], gt[i]) for i in range(8)}
+    out = quality.evaluate(data.__getitem__, [f'img{i}' for i in range(4)],
+                           [f'img{i}' for i in range(4, 8)], CLASSES, alphas=(0.05, 0.2),
+                           taus=(0.5, 0.9), risk_targets=(0.05, ))
+    out = json.loads(json.dumps(out))      # as results.json holds it
+    out.update(labeled=4, unlabeled=4, seconds=60.0)
+    strong, weak = out, json.loads(json.dumps(out))
+    risk = 'risk false_label_rate pixel, target 0.05'
+    strong['methods'][risk].update(kept_ratio=0.5, precision=0.97)
+    weak['methods'][risk].update(kept_ratio=0.4, precision=0.9)
+    weak['risk_calibration'][risk]['groups'][0].update(
+        threshold=0.93, risk=0.03, risk_interval=[0.01, 0.045], source='calibrated')
+    strong['methods']['conformal pixel, alpha 0.05'].update(kept_ratio=0.99, precision=0.755)
+    return {'cross_sequence_strong': strong, 'cross_sequence_weak': weak,
+            'simulated_gap0.25': json.loads(json.dumps(out))}
+
+
+def _fake_results(tmp_path):
+    import plan
+    cal = dict(conformal_q=0.62, conformal_kept_ratio=0.98, conformal_holdout_coverage=0.95)
+    training = []
+    for seed, (sup, raw, cp, raw_weak, uni) in enumerate(
+            [(40, 38, 39, 30, 43), (42, 41, 40, 31, 42), (44, 40, 41, 35, 47)]):
+        training += [_run_result('supervised', seed, sup, 50 + seed, spi=0.4),
+                     _run_result('raw', seed, raw, 49, 'strong', spi=0.6),
+                     _run_result('conformal_pixel', seed, cp, 49, 'strong', spi=0.6,
+                                 calibration=cal),
+                     _run_result('raw', seed, raw_weak, 40, 'weak', spi=0.6),
+                     _run_result('unimatch', seed, uni, 51, spi=2.0)]
+    training[1]['mIoU'] = 52.0 + 3   # selection means: supervised 51.0, raw (strong) 50.0
+    training.append(_run_result('conformalsam', 0, 45, 52, 'strong', spi=0.7))
+    summary = dict(
+        protocol=dict(iters=200, lr=0.01, annotators={'strong': 'no/such/strong_cache',
+                                                      'weak': 'no/such/weak_cache'}),
+        seeds=SEEDS, splits=['1-8'], rows=REPORT_ROWS, quality_split='1-8',
+        planned=len(plan.make_plan(SEEDS, ['1-8'], REPORT_ROWS)),
+        alpha_choices={'1-8': {
+            'strong': dict(alpha=0.1, min_removed=0.01,
+                           table=[dict(alpha=0.05, q=0.9, kept=1.0),
+                                  dict(alpha=0.1, q=0.5, kept=0.985)]),
+            'weak': dict(alpha=None, min_removed=0.01,
+                         table=[dict(alpha=0.05, q=0.9, kept=1.0)])}},
+        tau_choices={'1-8': None},
+        caches={g: dict(bytes=2 ** 30, entries=367, codec='zlib', topk=None)
+                for g in ('strong', 'weak')},
+        annotator_seconds={'strong': 0.0, 'weak': 0.0}, wall_seconds=30.0, threads=2)
+    results = dict(summary=summary, quality=_fake_quality(), training=training)
+    with open(tmp_path / 'results.json', 'w') as f:
+        json.dump(results, f)
+    return results
+
+
+def _md_line(text, start):
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_report_table_has_the_seed_spreads_and_paired_differences(tmp_path):
+    import report
+    _fake_results(tmp_path)
+    text = open(report.write(str(tmp_path), str(tmp_path / 'out'), ([], []))).read()
+    # supervised 40, 42, 44 (val at iteration 200): mean 42.0, sample std 2.0;
+    # selection 50, 51, 52 -> 51.0
+    assert _md_line(text, '| Supervised only') == \
+        '| Supervised only (labeled images) | 42.0 ± 2.0 (3) | 51.0 | - |'
+    # raw (strong) 38, 41, 40: mean 39.67, std 1.53; minus supervised by seed: -2, -1, -4
+    # (mean -2.33, std 1.53); selection 55, 49, 49 -> 51.0
+    assert _md_line(text, '| + raw annotator labels (strong)') == \
+        '| + raw annotator labels (strong) | 39.7 ± 1.5 (3) | 51.0 | -2.3 ± 1.5 (3) |'
+    # one seed: no std, marked
+    assert _md_line(text, "| ConformalSAM (Stage I + II), the paper's filter (strong)") == \
+        "| ConformalSAM (Stage I + II), the paper's filter (strong) | 45.0 (1) † | 52.0 | " \
+        '+5.0 (1) † |'
+    # planned, not finished: a line with no number
+    assert _md_line(text, '| + risk-controlled labels') .endswith('(strong) | - | - | - |')
+    assert 'alpha* = 0.1 (keeps 98.5% of the labeled pixels)' in text
+    assert 'weak: none of the grid (0.05) removes enough' in text
+    assert '| + conformal filtering, pixel mode, alpha 0.05 (the paper\'s) (strong) | q 0.620 ' \
+        '| 98.0 | 95.0 | - |' in text
+
+
+def test_report_says_how_many_runs_are_finished(tmp_path):
+    import plan
+    import report
+    results = _fake_results(tmp_path)
+    text = open(report.write(str(tmp_path), str(tmp_path / 'out'), ([], []))).read()
+    planned = len(plan.make_plan(SEEDS, ['1-8'], REPORT_ROWS))
+    assert planned > 16
+    assert (f'**16 of {planned} runs finished; rows with fewer than 3 seeds are marked †.**'
+            in text)
+    assert len(results['training']) == 16
+    assert '[camvid_convergence.md](camvid_convergence.md)' in text
+
+
+def test_effect_verdicts_need_every_seed_and_a_mean_beyond_the_spread():
+    import report_training as rt
+    assert rt.verdict({0: -2.0, 1: -1.0, 2: -4.0}, SEEDS, -1) == ('holds', '')
+    # same sign everywhere, but the mean (1.1) within the std (1.65)
+    assert rt.verdict({0: 0.1, 1: 0.2, 2: 3.0}, SEEDS, 1) == \
+        ('does not hold', '|mean| 1.10 <= std 1.65')
+    assert rt.verdict({0: 1.0, 1: -1.0, 2: 1.0}, SEEDS, 1) == \
+        ('does not hold', 'seed 1 has the other sign (or 0)')
+    assert rt.verdict({0: 5.0}, SEEDS, 1) == ('not measured yet', '1 of 3 seeds')
+    assert rt.verdict({0: 5.0}, [0], 1) == ('not measured yet', 'one seed gives no spread')
+
+
+def test_report_effects_state_each_verdict_with_its_evidence(tmp_path):
+    import report
+    _fake_results(tmp_path)
+    text = open(report.write(str(tmp_path), str(tmp_path / 'out'), ([], []))).read()
+    assert _md_line(text, '| raw <= supervised | + raw annotator labels (strong) - ') == (
+        '| raw <= supervised | + raw annotator labels (strong) - Supervised only (labeled '
+        'images) | -2.0 (seed 0), -1.0 (seed 1), -4.0 (seed 2) | -2.3 ± 1.5 | holds |')
+    filtered = _md_line(text, '| filtered > raw | + conformal filtering, pixel mode, alpha 0.05')
+    assert filtered.endswith('| +0.3 ± 1.2 | does not hold (seed 1 has the other sign (or 0)) |')
+    assert _md_line(text, '| Stage II > Stage I | ConformalSAM').endswith(
+        '| not measured yet (1 of 3 seeds) |')
+    # unimatch - supervised: +3, 0, +3
+    assert _md_line(text, '| host > supervised | UniMatch - ').endswith(
+        '| does not hold (seed 1 has the other sign (or 0)) |')
+    # the evidence of the filter that does not beat raw: its labels' precision, its calibration
+    evidence = _md_line(text, '- filtered > raw, + conformal filtering, pixel mode')
+    assert 'its labels (conformal pixel, alpha 0.05) keep 99.0% of the unlabeled pixels of ' \
+        'split 1/8 at precision 75.5%' in evidence
+    assert "its runs' calibration logged q 0.620, kept 98.0%" in evidence
+    assert 'on the selection set the same difference is' in evidence
+    # the risk filter: precision against 1 - target, per annotator
+    assert '| strong | 50.0 | 97.0 | 95 | holds |' in text
+    assert ('| weak | 40.0 | 90.0 | 95 | does not hold (labeled images: t = 0.930 certified on 4 '
+            'images, estimated false-label rate 3.00% [1.00, 4.50]) |') in text
+    assert 'when every seed\'s difference (same seed, val mIoU) has the expected sign and the ' \
+        'mean difference exceeds the standard deviation' in text
+
+
+def test_report_write_makes_the_page_and_its_pictures(tmp_path):
+    import report
+    _fake_results(tmp_path)
+    out = tmp_path / 'out'
+    text = open(report.write(str(tmp_path), str(out), ([], []))).read()
+    for png in ('camvid_miou.png', 'camvid_precision_vs_kept.png'):
+        assert (out / png).stat().st_size > 1000 and f']({png})' in text
+    for heading in ('## Semi-supervised results', '## Expected effects', '### strong annotator',
+                    '### weak annotator', '## Pseudo-label quality', '## Cost'):
+        assert heading in text
+    # cost: supervised 0.4 s/it; UniMatch 2.0 s/it = 5x; 16 runs of 6 min = 1.6 h
+    assert '| Supervised only | 3 | 0.400 | - | - | 1.00x | 0.30 |' in text
+    assert '| UniMatch | 3 | 2.000 | - | - | 5.00x | 0.30 |' in text
+    assert 'Finished runs: 16, 1.6 h of wall time' in text
+    assert "- strong: 1024 MiB for 367 images (2.79 MiB per image; every class, codec 'zlib')" \
+        in text
+    # the example picture needs the annotator cache, which this machine does not have here
+    assert not (out / 'camvid_pseudo_labels.png').exists()

@@ -1,128 +1,131 @@
-"""docs/results/camvid.md and its PNGs, from the benchmark's results.json."""
+"""docs/results/camvid.md and its PNGs, from the benchmark's results.json: the header, the
+annotators, the training parts (report_training.py), pseudo-label quality, cost, pictures; and
+docs/results/camvid_risk.md (``write_risk``, run.py --risk-only)."""
 import json
 import math
 import os
 import os.path as osp
-import statistics
 import sys
 
-from training import REPO, ROWS
+import report_annotators
+import report_training
+from training import REPO
 
 NAMES = {
-    'cross_sequence': 'cross-sequence annotator (real model, trained on Seq05VD)',
+    'cross_sequence_strong': 'strong annotator (cross-sequence: trained on Seq05VD only; full '
+                             'resolution, flips)',
+    'cross_sequence_weak': 'weak annotator (cross-sequence: trained on Seq05VD only; half '
+                           'resolution, 500 iterations)',
     'simulated_gap0.25': 'SimulatedAnnotator, gap 0.25',
     'simulated_gap0.5': 'SimulatedAnnotator, gap 0.5',
     'simulated_gap0.75': 'SimulatedAnnotator, gap 0.75',
 }
-HOSTS = (('SelfReliance', 'supervised', 'conformalsam'), ('UniMatch', 'unimatch',
-         'unimatch_conformalsam'), ('AllSpark', 'allspark', 'allspark_conformalsam'))
+GROUP_TEXT = {
+    'strong': 'the cross-sequence annotator at full resolution with flips, the paper\'s regime '
+              '(strong but domain-shifted); every annotator row runs with it',
+    'weak': 'the same network at half resolution, 500 iterations (the first benchmark\'s '
+            'annotator); the Stage I rows (t* excepted) and ConformalSAM alone run with it',
+}
 
 
 def write(work_root, out_dir, quality_stems):
     with open(osp.join(work_root, 'results.json')) as f:
         results = json.load(f)
     os.makedirs(out_dir, exist_ok=True)
-    s = results['summary']
-    parts = [_header(s)]
-    if results['training']:
-        plot_miou(results['training'], s['splits'], osp.join(out_dir, 'camvid_miou.png'))
-        parts.append(_training_section(results['training'], s))
-    if results['quality']:
-        plot_curves(results['quality'], osp.join(out_dir, 'camvid_precision_vs_kept.png'))
-        example = osp.join(out_dir, 'camvid_pseudo_labels.png')
-        plot_examples(results['quality']['cross_sequence'], quality_stems, example)
-        parts.append(_quality_section(results['quality'], s))
-    parts.append(_cost_section(results, s))
+    s, training, quality = results['summary'], results['training'], results['quality'] or {}
+    caches = {g: osp.join(REPO, c) for g, c in s['protocol'].get('annotators', {}).items()}
+    parts = [_header(s, training, work_root), report_annotators.section(caches, out_dir)]
+    if training:
+        report_training.plot_miou(s, training, osp.join(out_dir, 'camvid_miou.png'))
+        parts.append(report_training.training_section(s, training))
+    parts.append(report_training.effects_section(s, training, quality,
+                                                 risk_quality(work_root, s, quality)))
+    if quality:
+        plot_curves(quality, osp.join(out_dir, 'camvid_precision_vs_kept.png'))
+        parts.append(_quality_section(quality, s))
+        strong = quality.get('cross_sequence_strong')
+        if strong and osp.isdir(caches.get('strong', '')):
+            plot_examples(strong, quality_stems, osp.join(out_dir, 'camvid_pseudo_labels.png'),
+                          caches['strong'])
+            parts.append('![filtered pseudo-labels, strong annotator](camvid_pseudo_labels.png)')
+    parts.append(report_training.cost_section(s, training, quality))
     path = osp.join(out_dir, 'camvid.md')
     with open(path, 'w') as f:
-        f.write('\n\n'.join(parts) + '\n')
+        f.write('\n\n'.join(p for p in parts if p) + '\n')
     return path
 
 
+def risk_quality(work_root, s, quality):
+    """{group: quality results with the risk rows' filter}: the quality entry of the annotator,
+    else (strong) run.py --risk-only's file, where either has the method."""
+    out = {}
+    method = report_training.RISK_METHOD
+    for group in report_training.groups(s):
+        q = quality.get(f'cross_sequence_{group}')
+        path = osp.join(work_root, f"risk_quality_{s.get('quality_split', '1-8')}_"
+                                   f'cross_sequence_{group}.json')
+        if (not q or method not in q['methods']) and osp.exists(path):
+            with open(path) as f:
+                q = json.load(f)
+        if q and method in q['methods']:
+            out[group] = q
+    return out
+
+
 # --- text -------------------------------------------------------------------------------------
-def _header(s):
+def _header(s, training, work_root):
     p = s['protocol']
+    done, planned = len(training), s.get('planned', len(training))
+    annotators = '\n'.join(f"- **{g}**: {GROUP_TEXT.get(g, '')} (`{c}`)."
+                           for g, c in p.get('annotators', {}).items())
     return f"""# CamVid: semi-supervised results, pseudo-label quality, cost
 
-Made by `benchmarks/camvid/run.py` (one command; see its docstring; a rerun reuses finished
-rows). Every number below comes from the same machine: {s['threads']} CPU threads, no GPU. CamVid, 11 classes, from
-../shared/data/camvid; labeled splits {', '.join(_frac(sp) for sp in s['splits'])} of train (367 images; seeded by
-`tools/make_splits.py random --seed 0`), the unlabeled images are the rest of train; evaluation on
-val (101 images of sequence 0016E5) at half resolution (240 x 180), mIoU in %.
+Made by `benchmarks/camvid/run.py` (see its docstring), which runs in several sittings and
+rewrites this page from the runs finished so far. Every number comes from the same machine:
+{s['threads']} CPU threads, no GPU.
 
-Protocol, the same for every row: DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0, 160 px
-crops of the half-resolution images, 4 labeled images per iteration (plus 4 unlabeled; UniMatch
-also 4 CutMix-source images), SGD lr {p['lr']:g} (head x10), poly decay, {p['iters']} iterations,
-seeds {', '.join(map(str, s['seeds']))}. The annotator is the cross-sequence CamVid annotator
-(`tools/train_camvid_annotator.py`: DeepLabV3+ EfficientNet-Lite0 trained on the Seq05VD frames
-of CamVid test only, its probabilities on CamVid train cached as top-3). ConformalSAM: alpha 0.05,
+{_progress(done, planned)}
+
+Data: CamVid, 11 classes, half resolution (240 x 180); labeled splits
+{', '.join(_frac(sp) for sp in s['splits'])} of train (367 images; `tools/make_splits.py random
+--seed 0`), the unlabeled images are the rest of train. Two evaluation sets: the **selection
+set** (the 62 0001TP frames of CamVid test) is what every choice reads (the length, t*), and
+**val** (the 101 0016E5 frames) gives the final numbers and no choice; alpha* reads the labeled
+images only. mIoU in %.
+
+Protocol, the same for every row: DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0 (BN
+momentum 0.1), 160 px crops, 4 labeled images per iteration (plus 4 unlabeled; UniMatch also 4
+CutMix-source images), SGD lr {p['lr']:g} (head x10), poly decay, {p['iters']} iterations
+({_length_source(work_root, p['iters'])}), seeds {', '.join(map(str, s['seeds']))}. ConformalSAM:
 the paper's pixel mode and foreground-first rule (CamVid has no background class, so the rule
-keeps the most probable class of the set), Stage II (self-reliance) from 75% of the iterations.
-This is a CPU-sized schedule ({p['iters']} iterations): the numbers compare the rows with each
-other, they are not converged CamVid results."""
+keeps the most probable class of the set), alpha 0.05 unless the row says otherwise, Stage II
+(self-reliance) from 75% of the iterations.
+
+Two annotators (`tools/train_camvid_annotator.py`, DeepLabV3+ EfficientNet-Lite0 trained on the
+Seq05VD frames of CamVid test only, their probabilities on CamVid train cached); a row that reads
+one names it:
+
+{annotators}"""
+
+
+def _progress(done, planned):
+    return (f'**{done} of {planned} runs finished; rows with fewer than '
+            f'{report_training.MIN_SEEDS} seeds are marked {report_training.MARK}.**')
+
+
+def _length_source(work_root, iters):
+    path = osp.join(work_root, 'convergence', 'length.json')
+    if osp.exists(path):
+        with open(path) as f:
+            if int(json.load(f)['length']) == iters:
+                return ('the length the supervised convergence study chose on the selection '
+                        'set: [camvid_convergence.md](camvid_convergence.md)')
+    return ('set with --iters; the supervised convergence study: '
+            '[camvid_convergence.md](camvid_convergence.md)')
 
 
 def _frac(split):
     return split.replace('-', '/')
-
-
-def _mean_std(values):
-    if not values:
-        return '-'
-    if len(values) == 1:
-        return f'{values[0]:.1f}'
-    return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
-
-
-def _by_row_split(training):
-    table = {}
-    for r in training:
-        table.setdefault((r['row'], r['split']), []).append(r['mIoU'])
-    return table
-
-
-def _training_section(training, s):
-    table = _by_row_split(training)
-    splits = [sp for sp in s['splits'] if any(k[1] == sp for k in table)]
-    lines = ['## Semi-supervised results (val mIoU, %)', '',
-             '| method | ' + ' | '.join(_frac(sp) for sp in splits) + ' |',
-             '|---|' + '---|' * len(splits)]
-    for row in ROWS:
-        if any((row.name, sp) in table for sp in splits):
-            lines.append(f'| {row.label} | ' + ' | '.join(
-                _mean_std(table.get((row.name, sp), [])) for sp in splits) + ' |')
-    base = [statistics.mean(table[('supervised', sp)]) for sp in splits
-            if ('supervised', sp) in table]
-    if len(base) == len(splits):
-        lines += ['', 'Change against "Supervised only", in mIoU points (mean over the splits):',
-                  '', '| method | ' + ' | '.join(_frac(sp) for sp in splits) + ' | mean |',
-                  '|---|' + '---|' * (len(splits) + 1)]
-        for row in ROWS[1:]:
-            if all((row.name, sp) in table for sp in splits):
-                d = [statistics.mean(table[(row.name, sp)]) - b for sp, b in zip(splits, base)]
-                lines.append(f'| {row.label} | ' + ' | '.join(f'{x:+.1f}' for x in d)
-                             + f' | {statistics.mean(d):+.1f} |')
-    n = max(len(v) for v in table.values())
-    lines += ['', f'{"Mean ± std over " + str(n) + " seeds." if n > 1 else "One seed."} '
-              'Rows 2-6 train on the labeled images plus the annotator\'s labels of the '
-              'unlabeled images (Stage I only), filtered as the row says; "ConformalSAM" adds '
-              'Stage II, where the model labels the unlabeled images itself.',
-              '', '![val mIoU per method and split](camvid_miou.png)']
-    calib = [r for r in training if r.get('calibration') and r['row'] == 'conformal_pixel']
-    if calib:
-        lines += ['', 'Calibration on the labeled images (pixel mode, alpha 0.05): '
-                  + '; '.join(f"split {_frac(r['split'])}: q = "
-                              f"{_pixel_q(r['calibration']):.3f}, "
-                              f"kept {100 * r['calibration']['conformal_kept_ratio']:.1f}%, "
-                              f"held-out coverage "
-                              f"{100 * r['calibration'].get('conformal_holdout_coverage', math.nan):.1f}%"
-                              for r in calib) + '.']
-    return '\n'.join(lines)
-
-
-def _pixel_q(calibration):
-    """The pixel-mode q: one scalar (``conformal_q``), or per class in older logs."""
-    return calibration.get('conformal_q', calibration.get('conformal_q/sky', float('nan')))
 
 
 def _pct(x):
@@ -147,128 +150,50 @@ def _per_class_table(q, methods):
     return lines
 
 
+def _thresholds_table(q):
+    classes = list(q['methods']['raw']['per_class_precision'])
+    lines = ['Thresholds q (pixel mode: one for all classes; class mode: one per class):', '',
+             '| calibration | ' + ' | '.join(classes) + ' |', '|---|' + '---|' * len(classes)]
+    return lines + [f'| {n} | ' + ' | '.join(f'{v:.3f}' for v in values) + ' |'
+                    for n, values in q['thresholds'].items()
+                    if n.startswith('conformal') and ', alpha' in n]
+
+
+def _annotator_quality(name, q):
+    """The tables of one real annotator: every method, per-class precision, thresholds."""
+    per_class = [m for m in ('raw', 'threshold 0.9', 'conformal pixel, alpha 0.05',
+                             'conformal pixel, alpha 0.2', 'conformal class, alpha 0.05',
+                             report_training.RISK_METHOD) if m in q['methods']]
+    return ([f'### {NAMES.get(name, name)}', ''] + _quality_table(q)
+            + ['', 'Per-class precision (%), by the class the labels assign:', '']
+            + _per_class_table(q, per_class) + [''] + _thresholds_table(q) + [''])
+
+
 def _quality_section(quality, s):
-    main = quality['cross_sequence']
+    real = [n for n in quality if n.startswith('cross_sequence')]
+    first = quality[real[0]] if real else next(iter(quality.values()))
     lines = [f"## Pseudo-label quality (unlabeled images of split "
-             f"{_frac(s['quality_split'])}: {main['unlabeled']} images, calibrated "
-             f"on its {main['labeled']} labeled images)", '',
+             f"{_frac(s['quality_split'])}: {first['unlabeled']} images, calibrated "
+             f"on its {first['labeled']} labeled images)", '',
              'Against the ground truth of the unlabeled images: kept = labeled (not rejected) '
              'pixels / all pixels; precision = correct / kept pixels with a ground-truth label; '
              'mIoU = IoU of the kept labels, on kept pixels only. "threshold t" keeps the '
              "annotator's argmax where its probability is >= t; \"conformal\" is the "
-             'prediction-set filter calibrated at alpha on the labeled images.', '',
-             f"### {NAMES['cross_sequence']}", ''] + _quality_table(main)
-    lines += ['', 'Per-class precision (%), by the class the labels assign:', '']
-    lines += _per_class_table(main, ['raw', 'threshold 0.9', 'conformal pixel, alpha 0.2',
-                                     'conformal class, alpha 0.2'])
-    classes = list(main['methods']['raw']['per_class_precision'])
-    lines += ['', 'Thresholds q (pixel mode: one for all classes; class mode: one per class):',
-              '', '| calibration | ' + ' | '.join(classes) + ' |',
-              '|---|' + '---|' * len(classes)]
-    lines += [f'| {n} | ' + ' | '.join(f'{v:.3f}' for v in q) + ' |'
-              for n, q in main['thresholds'].items()
-              if not n.startswith('curve') and ', alpha' in n]
+             'prediction-set filter calibrated at alpha on the labeled images; "risk" keeps the '
+             'argmax where its probability is >= t, t chosen on the labeled images so that the '
+             'error of the kept labels is at most the target.', '']
+    for name in real:
+        lines += _annotator_quality(name, quality[name])
     for name in quality:
-        if name != 'cross_sequence':
-            lines += ['', f'### {NAMES.get(name, name)}', ''] + _quality_table(quality[name])
-    lines += ['', 'The risk-controlled filter (thresholds chosen on the labeled images so that the '
-              'error of the kept labels is at most a target, with the actual precision on these '
-              'unlabeled images): [camvid_risk.md](camvid_risk.md).']
-    lines += ['', '![precision vs kept ratio](camvid_precision_vs_kept.png)', '',
-              '![filtered pseudo-labels](camvid_pseudo_labels.png)']
+        if name not in real:
+            lines += [f'### {NAMES.get(name, name)}', ''] + _quality_table(quality[name]) + ['']
+    lines += ['The risk-controlled filter at several targets, with its calibration: '
+              '[camvid_risk.md](camvid_risk.md).', '',
+              '![precision vs kept ratio](camvid_precision_vs_kept.png)']
     return '\n'.join(lines)
-
-
-def _cost_section(results, s):
-    training, cache = results['training'], s['cache']
-    lines = ['## Cost', '']
-    rows = {}
-    for r in training:
-        rows.setdefault(r['row'], []).append(r)
-
-    def spi(name, key='all'):
-        v = [r['seconds_per_iter'][key] for r in rows.get(name, [])
-             if r['seconds_per_iter'].get(key)]
-        return statistics.mean(v) if v else None
-
-    if training:
-        lines += ['Seconds per training iteration (mean over the logged windows of all its '
-                  'runs, first window excluded), measured in this one invocation. ConformalSAM '
-                  'runs Stage I (the calibrated annotator labels) for 75% of the iterations and '
-                  'the host method in Stage II:', '',
-                  '| host | host alone | + ConformalSAM, Stage I | + ConformalSAM, Stage II | '
-                  'ratio, whole run |', '|---|---|---|---|---|']
-        for host, alone, plus in HOSTS:
-            a, whole = spi(alone), spi(plus)
-            if a is None or whole is None:
-                continue
-            label = ('Supervised (labeled only) -> ConformalSAM alone' if host == 'SelfReliance'
-                     else host)
-            lines.append(f'| {label} | {a:.3f} | {_f(spi(plus, "stage1"))} | '
-                         f'{_f(spi(plus, "stage2"))} | {whole / a:.2f}x |')
-        total = sum(r['wall_seconds'] for r in training)
-        quality = sum(q.get('seconds', 0) for q in (results['quality'] or {}).values())
-        lines += ['', f'Training runs: {len(training)}, {total / 60:.1f} min of wall time in all '
-                  '(start-up and evaluation included); pseudo-label quality '
-                  f'{quality / 60:.1f} min; the benchmark for one seed: '
-                  f'{(total + quality) / 60:.0f} min, plus the annotator when it has to be '
-                  'made first (tools/train_camvid_annotator.py, 13.5 min here, '
-                  '[annotators.md](../annotators.md)).']
-    q = results['quality'].get('cross_sequence') if results['quality'] else None
-    if q:
-        lines += ['', f"Calibration on the {q['labeled']} labeled images of split "
-                  f"{_frac(s['quality_split'])} (read the cache, rebuild the dense "
-                  f"probabilities, update {len([n for n in q['thresholds']])} histogram "
-                  f"calibrators): {q['calibration_seconds']:.1f} s."]
-    lines += ['', f"Annotator cache on disk: {cache['bytes'] / 2**20:.0f} MiB for "
-              f"{cache['entries']} images ({cache['bytes'] / max(cache['entries'], 1) / 2**20:.2f}"
-              f" MiB per 480 x 360 image: top-{cache.get('topk')} classes and their uint8 "
-              f"probabilities, codec '{cache.get('codec')}').",
-              'Against this, the annotator costs nothing at training time: it runs once, before '
-              'training, and Stage I reads its cache.']
-    if s.get('annotator_seconds'):
-        lines.append(f"Training and caching the annotator took {s['annotator_seconds'] / 60:.1f} "
-                     'min in this invocation.')
-    return '\n'.join(lines)
-
-
-def _f(x):
-    return '-' if x is None else f'{x:.3f}'
 
 
 # --- pictures -----------------------------------------------------------------------------
-def plot_miou(training, splits, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    table = _by_row_split(training)
-    rows = [r for r in ROWS if any((r.name, sp) in table for sp in splits)]
-    splits = [sp for sp in splits if any(k[1] == sp for k in table)]
-    fig, ax = plt.subplots(figsize=(11, 4.2))
-    width = 0.8 / max(len(splits), 1)
-    for j, sp in enumerate(splits):
-        means = [statistics.mean(table[(r.name, sp)]) if (r.name, sp) in table else 0
-                 for r in rows]
-        errs = [statistics.stdev(table[(r.name, sp)]) if len(table.get((r.name, sp), [])) > 1
-                else 0 for r in rows]
-        ax.bar([i + (j - (len(splits) - 1) / 2) * width for i in range(len(rows))], means,
-               width, yerr=errs, label=f'{sp.replace("-", "/")} labeled')
-        for i, m in enumerate(means):
-            ax.annotate(f'{m:.1f}', (i + (j - (len(splits) - 1) / 2) * width, m),
-                        ha='center', va='bottom', fontsize=6, xytext=(0, 1),
-                        textcoords='offset points')
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([r.short for r in rows], fontsize=8)
-    ax.set_ylabel('val mIoU (%)')
-    ax.set_title('CamVid, same network and schedule for every method')
-    ax.grid(axis='y', alpha=0.3)
-    ax.set_ylim(0, 1.18 * max(max(v) for v in table.values()))
-    ax.legend(fontsize=8, ncol=len(splits), loc='upper center')
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def plot_curves(quality, path):
     import matplotlib
     matplotlib.use('Agg')
@@ -298,6 +223,10 @@ def plot_curves(quality, path):
         raw = q['methods']['raw']
         ax.plot(100 * raw['kept_ratio'], 100 * raw['precision'], '*', color='tab:red', ms=9,
                 label='raw argmax')
+        risk = q['methods'].get(report_training.RISK_METHOD)
+        if risk and risk['kept_ratio']:
+            ax.plot(100 * risk['kept_ratio'], 100 * risk['precision'], 'D', color='tab:green',
+                    ms=5, label=f'risk filter, target {report_training.RISK_TARGET:g}')
         ax.set_title(NAMES.get(name, name).split(' (')[0], fontsize=9)
         ax.set_xlabel('kept pixels (%)')
         ax.set_ylabel('precision (%)')
@@ -309,9 +238,9 @@ def plot_curves(quality, path):
     plt.close(fig)
 
 
-def plot_examples(q, stems, path, num=2, alpha=0.2, mode='pixel'):
+def plot_examples(q, stems, path, cache, num=2, alpha=0.2, mode='pixel'):
     """image | annotator | conformally filtered | ground truth, for the first unlabeled
-    images of the quality split (cross-sequence annotator)."""
+    images of the quality split, from the annotator ``cache`` (a folder) that ``q`` measured."""
     import cv2
     import numpy as np
     import torch
@@ -328,8 +257,7 @@ def plot_examples(q, stems, path, num=2, alpha=0.2, mode='pixel'):
     thresholds = torch.tensor(q['thresholds'][name], dtype=torch.float64)
     images = osp.join(REPO, 'data', 'camvid', 'images', 'train')
     source = cache_source(
-        AnnotatorCache(osp.join(REPO, 'data', 'annotator_cache', 'camvid_cross_sequence'),
-                       num_classes=len(classes), class_names=classes),
+        AnnotatorCache(cache, num_classes=len(classes), class_names=classes),
         images, osp.join(REPO, 'data', 'camvid', 'labels', 'train'), len(classes))
     panels = []
     for stem in stems[1][:: max(1, len(stems[1]) // num)][:num]:
@@ -372,9 +300,10 @@ def _risk_section(q, split):
     lines = [
         f"# CamVid: risk-controlled pseudo-labels (split {_frac(split)}: calibrated on its "
         f"{q['labeled']} labeled images, measured on its {q['unlabeled']} unlabeled images)", '',
-        'Made by `benchmarks/camvid/run.py --risk-only` (no training) with the cross-sequence '
-        'annotator (`tools/train_camvid_annotator.py`: trained on Seq05VD only, its top-3 '
-        'probabilities on CamVid train). "risk R mode, target x" keeps the annotator\'s argmax '
+        'Made by `benchmarks/camvid/run.py --risk-only` (no training) with the strong '
+        'cross-sequence annotator (`tools/train_camvid_annotator.py`: trained on Seq05VD only, '
+        'full resolution, its cached probabilities on CamVid train). "risk R mode, target x" '
+        'keeps the annotator\'s argmax '
         'where its probability is >= t, t chosen on the labeled images only '
         '(`RiskCalibrator`, 1024 bins, delta 0.1, class mode with the pooled fallback; '
         '[conformal.md](../conformal.md#risk-controlled-pseudo-labels)). Every other column is '

@@ -1,0 +1,487 @@
+"""The training parts of docs/results/camvid.md: the headline table with its spreads, the
+expected effects and whether each holds beyond the seed spread, the cost, the mIoU picture.
+
+Reads results.json's ``summary`` and ``training`` (one dict per finished run; the benchmark runs
+in several sittings, so the list may be partial). A run's final number is its val mIoU (the
+0016E5 frames) at its last tested iteration; the selection-set mIoU (the 0001TP frames of test)
+is what the choices read and is shown beside it, never as a result.
+"""
+import math
+import statistics
+
+import plan
+from training import ROWS
+
+ROW = {r.name: r for r in ROWS}
+MIN_SEEDS = 3          # rows with fewer finished seeds are marked
+MARK = '†'
+CANDIDATE = 'threshold_candidate_'
+GROUPS = ('strong', 'weak')
+PAPER_ALPHA = 0.05
+RISK_TARGET = 0.05     # the risk rows' false-label-rate target (training.ROWS)
+RISK_METHOD = f'risk false_label_rate pixel, target {RISK_TARGET:g}'   # quality.methods()
+FILTERED = ('threshold_0.9', 'threshold_best', 'conformal_pixel', 'conformal_pixel_filtering',
+            'conformal_class', 'risk')
+# the quality.py method whose labels a row trains on (rows with a chosen value: _method)
+METHOD = {'raw': 'raw', 'threshold_0.9': 'threshold 0.9',
+          'conformal_pixel': f'conformal pixel, alpha {PAPER_ALPHA:g}',
+          'conformal_class': f'conformal class, alpha {PAPER_ALPHA:g}',
+          'risk': RISK_METHOD, 'conformalsam': f'conformal pixel, alpha {PAPER_ALPHA:g}',
+          'conformalsam_risk': RISK_METHOD,
+          'unimatch_conformalsam': f'conformal pixel, alpha {PAPER_ALPHA:g}',
+          'allspark_conformalsam': f'conformal pixel, alpha {PAPER_ALPHA:g}'}
+COST_CLASSES = {'supervised': 'Supervised only',
+                'stage_one': 'Stage I only (annotator labels, any filter; t* candidates too)',
+                'conformalsam': 'ConformalSAM (Stage I + II)', 'unimatch': 'UniMatch',
+                'unimatch_conformalsam': 'UniMatch + ConformalSAM', 'allspark': 'AllSpark',
+                'allspark_conformalsam': 'AllSpark + ConformalSAM'}
+RULE = ('An effect **holds** when every seed\'s difference (same seed, val mIoU) has the '
+        'expected sign and the mean difference exceeds the standard deviation of the '
+        'differences; it **does not hold** otherwise; it is **not measured yet** while a '
+        'planned seed of either row has not finished.')
+
+
+# --- numbers ----------------------------------------------------------------------------------
+def final_val(r):
+    """A run's val mIoU at its largest tested iteration (None: not tested on val)."""
+    val = r.get('val') or {}
+    return val[max(val, key=int)] if val else None
+
+
+def selection(r):
+    return r.get('mIoU')
+
+
+def by_key(training):
+    """{(row, group, split): {seed: result}} of the finished runs."""
+    out = {}
+    for r in training:
+        out.setdefault((r['row'], r.get('group'), r['split']), {})[r['seed']] = r
+    return out
+
+
+def groups(s):
+    return tuple((s.get('protocol') or {}).get('annotators') or GROUPS)
+
+
+def row_keys(s, runs, split):
+    """(row, group) of the split's planned and finished runs, ROWS order, groups in order."""
+    planned = {(r.row, r.group) for r in plan.make_plan(s['seeds'], [split], s.get('rows'))
+               if r.tau is None}
+    have = planned | {(row, g) for row, g, sp in runs if sp == split and row in ROW}
+    order = [(r.name, g) for r in ROWS for g in ((None, ) + groups(s) + tuple(GROUPS))]
+    return [k for k in dict.fromkeys(order) if k in have]
+
+
+def label(key):
+    row, group = key
+    return ROW[row].label + (f' ({group})' if group else '')
+
+
+def spread(values):
+    """(mean, sample std or None for one value, n); (None, None, 0) for no value."""
+    if not values:
+        return None, None, 0
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    return statistics.mean(values), sd, len(values)
+
+
+def fmt_spread(values, sign=False, n=True):
+    mean, sd, k = spread(values)
+    if mean is None:
+        return '-'
+    f = '+.1f' if sign else '.1f'
+    text = f'{mean:{f}}' + ('' if sd is None else f' ± {sd:.1f}')
+    return text + (f' ({k})' if n else '') + (f' {MARK}' if n and k < MIN_SEEDS else '')
+
+
+def values(runs, key, split, metric=final_val):
+    seeds = runs.get(key + (split, ), {})
+    return {s: metric(r) for s, r in sorted(seeds.items()) if metric(r) is not None}
+
+
+def paired(runs, a, b, split, metric=final_val):
+    """{seed: metric(a) - metric(b)} over the seeds both have."""
+    va, vb = values(runs, a, split, metric), values(runs, b, split, metric)
+    return {s: va[s] - vb[s] for s in va if s in vb}
+
+
+def verdict(diffs, seeds, sign):
+    """('holds' | 'does not hold' | 'not measured yet', why) for the seed-by-seed differences
+    ``diffs`` ({seed: difference}) of an effect expected with ``sign`` (+1: > 0, -1: < 0) over
+    the planned ``seeds``."""
+    missing = [s for s in seeds if s not in diffs]
+    if missing:
+        return 'not measured yet', f'{len(seeds) - len(missing)} of {len(seeds)} seeds'
+    if len(seeds) < 2:
+        return 'not measured yet', 'one seed gives no spread'
+    d = [diffs[s] for s in seeds]
+    mean, sd = statistics.mean(d), statistics.stdev(d)
+    against = [s for s in seeds if sign * diffs[s] <= 0]
+    if against:
+        return 'does not hold', ('seed ' + ', '.join(map(str, against))
+                                 + (' has' if len(against) == 1 else ' have')
+                                 + ' the other sign (or 0)')
+    if sign * mean <= sd:
+        return 'does not hold', f'|mean| {abs(mean):.2f} <= std {sd:.2f}'
+    return 'holds', ''
+
+
+# --- the headline table -----------------------------------------------------------------------
+def headline(s, training, split):
+    runs = by_key(training)
+    lines = [f'### Split {_frac(split)}', '',
+             '| method | val mIoU (seeds) | selection mIoU | val vs supervised, same seed |',
+             '|---|---|---|---|']
+    for key in row_keys(s, runs, split):
+        diff = ('-' if key == ('supervised', None) else
+                fmt_spread(list(paired(runs, key, ('supervised', None), split).values()),
+                           sign=True))
+        sel = spread(list(values(runs, key, split, selection).values()))[0]
+        lines.append(f'| {label(key)} | {fmt_spread(list(values(runs, key, split).values()))}'
+                     f" | {'-' if sel is None else f'{sel:.1f}'} | {diff} |")
+    return lines + [''] + choices_text(s, training, split) + calibration_lines(runs, split)
+
+
+def choices_text(s, training, split):
+    lines = [_tau_text(s, training, split)]
+    alphas = (s.get('alpha_choices') or {}).get(split) or {}
+    if alphas:
+        parts = []
+        for group, c in alphas.items():
+            kept = {row['alpha']: row['kept'] for row in c.get('table', [])}
+            if c.get('alpha') is None:
+                parts.append(f'{group}: none of the grid ({", ".join(f"{a:g}" for a in kept)}) '
+                             'removes enough, so the row does not run')
+            else:
+                parts.append(f"{group}: alpha* = {c['alpha']:g} (keeps "
+                             f"{100 * kept.get(c['alpha'], math.nan):.1f}% of the labeled "
+                             'pixels)')
+        minimum = next(iter(alphas.values())).get('min_removed', 0.01)
+        lines.append(f'alpha* (labeled images only): the smallest alpha of the grid whose '
+                     f'pixel-mode filter removes at least {100 * minimum:g}% of the labeled '
+                     'images\' pixels; ' + '; '.join(parts) + '.')
+    return [x for line in lines for x in (line, '')]
+
+
+def _tau_text(s, training, split):
+    found = {}
+    for r in training:
+        if r['split'] != split or r.get('group') != 'strong' or r['seed'] != min(s['seeds']):
+            continue
+        if r['row'] == 'threshold_0.9':
+            found[0.9] = selection(r)
+        elif r['row'].startswith(CANDIDATE):
+            found[float(r['row'][len(CANDIDATE):])] = selection(r)
+    cands = ', '.join(f'{t:g}: {m:.1f}' for t, m in sorted(found.items())) or 'none finished'
+    tau = (s.get('tau_choices') or {}).get(split)
+    head = f't* = {tau:g}' if tau is not None else 't*: not chosen yet'
+    return (f'{head}: the candidate threshold with the best selection-set mIoU of its Stage I '
+            f'run (strong annotator, seed {min(s["seeds"])}; selection mIoU by candidate: '
+            f'{cands}).')
+
+
+def calibration_lines(runs, split):
+    """What the runs' calibrations logged (mean over the seeds)."""
+    lines = []
+    for (row, group, sp), seeds in sorted(runs.items(), key=lambda kv: _order(kv[0])):
+        cals = [r['calibration'] for r in seeds.values() if r.get('calibration')]
+        if sp != split or not cals or row not in ROW:
+            continue
+        kept, cov, risk = ([c[k] for c in cals if k in c] for k in (
+            'conformal_kept_ratio', 'conformal_holdout_coverage', 'conformal_estimated_risk'))
+        lines.append(f'| {label((row, group))} | {threshold_text(cals[0])} | {_mean_pct(kept)} '
+                     f'| {_mean_pct(cov)} | {_mean_pct(risk)} |')
+    if not lines:
+        return []
+    return ['Calibration logged by the runs (mean over the seeds): kept % is of the labeled '
+            'images\' pixels for the conformal filter and of the unlabeled images\' pixels for '
+            'the risk filter; held-out coverage by 5-fold cross-calibration; estimated risk on '
+            'the labeled images.', '',
+            '| row | q / t | kept % | held-out coverage % | estimated risk % |',
+            '|---|---|---|---|---|'] + lines + ['']
+
+
+def _order(key):
+    row, group = key[:2]
+    names = [r.name for r in ROWS]
+    return (names.index(row) if row in names else len(names),
+            GROUPS.index(group) if group in GROUPS else -1)
+
+
+def threshold_text(cal):
+    """'q 0.123' (pixel mode), 'q 0.100-0.400 (per class)' (class mode), or t likewise."""
+    for key, name in (('conformal_q', 'q'), ('conformal_t', 't')):
+        if key in cal:
+            return f'{name} {cal[key]:.3f}'
+        per_class = [v for k, v in cal.items() if k.startswith(key + '/')]
+        if per_class:
+            return f'{name} {min(per_class):.3f}-{max(per_class):.3f} (per class)'
+    return '-'
+
+
+def _mean_pct(xs):
+    return f'{100 * statistics.mean(xs):.1f}' if xs else '-'
+
+
+def _frac(split):
+    return split.replace('-', '/')
+
+
+def training_section(s, training):
+    lines = ['## Semi-supervised results (mIoU, %)', '',
+             'val mIoU: mean ± std over the seeds (their number in brackets; '
+             f'{MARK}: fewer than {MIN_SEEDS}) at the last iteration. Selection mIoU: the '
+             'mean over the same runs on the selection set, the set every choice reads (shown '
+             'for the choices, not a result). Last column: mean ± std of the seed-by-seed '
+             'differences val(row, seed s) - val(supervised, seed s). The Stage I rows train on '
+             'the labeled images plus the annotator\'s labels of the unlabeled images, filtered '
+             'as the row says; "ConformalSAM" adds Stage II, where the model labels the '
+             'unlabeled images itself.', '']
+    for split in s['splits']:
+        lines += headline(s, training, split)
+    lines.append('![val mIoU per method](camvid_miou.png)')
+    return '\n'.join(lines)
+
+
+# --- the expected effects ---------------------------------------------------------------------
+def comparisons(keys):
+    """(effect, row a, row b, sign): a - b is expected to have ``sign``; planned pairs only."""
+    have = set(keys)
+    out = []
+    for g in GROUPS:
+        out.append(('raw <= supervised', ('raw', g), ('supervised', None), -1))
+    for g in GROUPS:
+        out += [('filtered > raw', (row, g), ('raw', g), 1) for row in FILTERED]
+    for g in GROUPS:
+        out += [('Stage II > Stage I', ('conformalsam', g), ('conformal_pixel', g), 1),
+                ('Stage II > Stage I', ('conformalsam_risk', g), ('risk', g), 1)]
+    for g in GROUPS:
+        out.append(('host + ConformalSAM > host', ('conformalsam', g), ('supervised', None), 1))
+    for host in ('unimatch', 'allspark'):
+        out += [('host + ConformalSAM > host', (f'{host}_conformalsam', g), (host, None), 1)
+                for g in GROUPS]
+        out.append(('host > supervised', (host, None), ('supervised', None), 1))
+    return [c for c in out if c[1] in have and c[2] in have]
+
+
+def effect_rows(s, training, split, quality):
+    """The effects table of one split and the evidence of those that do not hold."""
+    runs = by_key(training)
+    lines = ['| expected | a - b | difference by seed | mean ± std | verdict |',
+             '|---|---|---|---|---|']
+    evidence = []
+    for effect, a, b, sign in comparisons(row_keys(s, runs, split)):
+        diffs = paired(runs, a, b, split)
+        result, why = verdict(diffs, s['seeds'], sign)
+        by_seed = ', '.join(f'{d:+.1f} (seed {seed})' for seed, d in diffs.items()) or '-'
+        lines.append(f'| {effect} | {label(a)} - {label(b)} | {by_seed} | '
+                     f'{fmt_spread(list(diffs.values()), sign=True, n=False)} | '
+                     f'{result}{f" ({why})" if why else ""} |')
+        if result == 'does not hold':
+            evidence.append(_evidence(s, runs, split, quality, effect, a, b))
+    return lines, evidence
+
+
+def _evidence(s, runs, split, quality, effect, a, b):
+    sel = paired(runs, a, b, split, selection)
+    parts = [f'on the selection set the same difference is '
+             f'{fmt_spread(list(sel.values()), sign=True, n=False)}']
+    for key in (a, b):
+        parts += _label_evidence(s, runs, split, quality, key)
+    return f'- {effect}, {label(a)} - {label(b)}: ' + '; '.join(parts) + '.'
+
+
+def _method(s, key, split):
+    row, group = key
+    if row == 'threshold_best':
+        tau = (s.get('tau_choices') or {}).get(split)
+        return None if tau is None else f'threshold {tau:g}'
+    if row == 'conformal_pixel_filtering':
+        alpha = (((s.get('alpha_choices') or {}).get(split) or {}).get(group) or {}).get('alpha')
+        return None if alpha is None else f'conformal pixel, alpha {alpha:g}'
+    return METHOD.get(row)
+
+
+def _label_evidence(s, runs, split, quality, key):
+    """The label quality of a row's filter on the unlabeled images and what its runs' calibration
+    kept, where the results have them."""
+    row, group = key
+    if group is None:
+        return []
+    out = []
+    q = (quality or {}).get(f'cross_sequence_{group}') or {}
+    m = q.get('methods', {}).get(_method(s, key, split))
+    if m is not None:
+        out.append(f"{label(key)}: its labels ({_method(s, key, split)}) keep "
+                   f"{100 * m['kept_ratio']:.1f}% of the unlabeled pixels of split "
+                   f"{_frac(s.get('quality_split', split))} at precision "
+                   f"{100 * m['precision']:.1f}%")
+    cals = [r['calibration'] for r in runs.get(key + (split, ), {}).values()
+            if r.get('calibration')]
+    kept = [c['conformal_kept_ratio'] for c in cals if 'conformal_kept_ratio' in c]
+    if kept:
+        out.append(f"{label(key)}: its runs' calibration logged {threshold_text(cals[0])}, "
+                   f'kept {_mean_pct(kept)}%')
+    return out
+
+
+def risk_rows(risk_quality, s):
+    """The risk filter's precision on the unlabeled images against 1 - target, per group."""
+    lines = ['| annotator | kept % | actual precision % | 1 - target % | verdict |',
+             '|---|---|---|---|---|']
+    for group in groups(s):
+        q = risk_quality.get(group)
+        m = (q or {}).get('methods', {}).get(RISK_METHOD)
+        if m is None:
+            lines.append(f'| {group} | - | - | {100 * (1 - RISK_TARGET):g} | not measured yet |')
+            continue
+        if not m['kept_ratio']:
+            pooled = q['risk_calibration'][RISK_METHOD]['groups'][0]
+            result = (f"not measurable: keeps no unlabeled pixel (calibration: {pooled['source']}"
+                      f", {pooled['n']} labeled images, {pooled['n_needed']} needed)")
+            precision = '-'
+        else:
+            result = 'holds' if m['precision'] >= 1 - RISK_TARGET else 'does not hold'
+            if result == 'does not hold':
+                result += f' ({_risk_calibration_text(q)})'
+            precision = f"{100 * m['precision']:.1f}"
+        lines.append(f"| {group} | {100 * m['kept_ratio']:.1f} | {precision} | "
+                     f'{100 * (1 - RISK_TARGET):g} | {result} |')
+    return lines
+
+
+def _risk_calibration_text(q):
+    """What the calibration on the labeled images certified, from the quality results."""
+    pooled = ((q.get('risk_calibration') or {}).get(RISK_METHOD) or {}).get('groups', [{}])[0]
+    if pooled.get('threshold') is None:
+        return 'no calibration recorded'
+    lo, hi = pooled['risk_interval']
+    return (f"labeled images: t = {pooled['threshold']:.3f} certified on {pooled['n']} images, "
+            f"estimated false-label rate {100 * pooled['risk']:.2f}% "
+            f'[{100 * lo:.2f}, {100 * hi:.2f}]')
+
+
+def effects_section(s, training, quality, risk_quality):
+    lines = ['## Expected effects', '', RULE + ' Differences are in val mIoU points, row a '
+             'minus row b. Where an effect does not hold, the evidence in the results is '
+             'listed under the table: the same difference on the selection set, the quality '
+             'of the rows\' labels on the unlabeled images (Pseudo-label quality below) and '
+             'what the runs\' calibration logged.', '']
+    for split in s['splits']:
+        table, evidence = effect_rows(s, training, split, quality)
+        lines += [f'### Split {_frac(split)}', ''] + table + ['']
+        if evidence:
+            lines += ['Evidence where an effect does not hold:', ''] + evidence + ['']
+    lines += [f"### The risk filter's actual precision >= 1 - target ({RISK_METHOD})", '',
+              'The filter of the risk rows, calibrated on the labeled images of split '
+              f"{_frac(s.get('quality_split', '1-8'))}, applied to its unlabeled images and "
+              'measured on their ground truth: it holds when the precision of the kept labels '
+              'is at least 1 - target (one measurement per annotator, no seed).', '']
+    return '\n'.join(lines + risk_rows(risk_quality, s))
+
+
+# --- cost -------------------------------------------------------------------------------------
+def cost_class(row):
+    if row.startswith(CANDIDATE):
+        return 'stage_one'
+    r = ROW[row]
+    if r.host == 'none':
+        return 'stage_one' if r.conformalsam else 'supervised'
+    if r.host == 'SelfReliance':
+        return 'conformalsam'
+    return r.host.lower() + ('_conformalsam' if r.conformalsam else '')
+
+
+def _per_iter(runs, key):
+    v = [r['seconds_per_iter'][key] for r in runs if (r.get('seconds_per_iter') or {}).get(key)]
+    return statistics.mean(v) if v else None
+
+
+def cost_section(s, training, quality):
+    lines = ['## Cost', '']
+    classes = {}
+    for r in training:
+        classes.setdefault(cost_class(r['row']), []).append(r)
+    base = _per_iter(classes.get('supervised', []), 'all')
+    if training:
+        lines += ['Seconds per training iteration, measured by the runs (mean over each run\'s '
+                  'logged windows, its first excluded, then over the runs); the machine may '
+                  'have run other work at the same time. Ratio: to supervised.', '',
+                  '| cost class | runs | s / iter | Stage I | Stage II | ratio | wall time, h |',
+                  '|---|---|---|---|---|---|---|']
+        for name, text in COST_CLASSES.items():
+            rs = classes.get(name)
+            if not rs:
+                continue
+            spi = _per_iter(rs, 'all')
+            ratio = f'{spi / base:.2f}x' if spi and base else '-'
+            lines.append(f"| {text} | {len(rs)} | {_f(spi)} | {_f(_per_iter(rs, 'stage1'))} | "
+                         f"{_f(_per_iter(rs, 'stage2'))} | {ratio} | "
+                         f"{sum(r['wall_seconds'] for r in rs) / 3600:.2f} |")
+        total = sum(r['wall_seconds'] for r in training)
+        lines += ['', f'Finished runs: {len(training)}, {total / 3600:.1f} h of wall time in all '
+                  '(training, selection-set validation and the val test).']
+    seconds = sum(q.get('seconds', 0) for q in (quality or {}).values())
+    if seconds:
+        lines.append(f'Pseudo-label quality (every annotator above): {seconds / 60:.1f} min.')
+    lines += ['', 'Annotator caches on disk (made once, before training; Stage I reads them):', '']
+    for group, c in (s.get('caches') or {}).items():
+        topk = 'every class' if c.get('topk') is None else f"top-{c['topk']} classes"
+        made = (s.get('annotator_seconds') or {}).get(group)
+        lines.append(f"- {group}: {c['bytes'] / 2**20:.0f} MiB for {c['entries']} images "
+                     f"({c['bytes'] / max(c['entries'], 1) / 2**20:.2f} MiB per image; {topk}, "
+                     f"codec '{c.get('codec')}')"
+                     + (f'; trained and cached in {made / 60:.1f} min in this sitting'
+                        if made else '') + '.')
+    if s.get('wall_seconds'):
+        lines.append(f"\nThe latest sitting of run.py took {s['wall_seconds'] / 60:.1f} min on "
+                     f"{s.get('threads')} CPU threads.")
+    return '\n'.join(lines)
+
+
+def _f(x):
+    return '-' if x is None else f'{x:.3f}'
+
+
+# --- the picture ------------------------------------------------------------------------------
+def plot_miou(s, training, path):
+    """val mIoU per row: bars at the mean, error bars at the std, a dot per seed."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    runs = by_key(training)
+    splits = [sp for sp in s['splits'] if any(k[2] == sp for k in runs)]
+    keys = list(dict.fromkeys(k for sp in splits for k in row_keys(s, runs, sp)))
+    fig, ax = plt.subplots(figsize=(max(8, 0.95 * len(keys)), 4.4))
+    width = 0.8 / max(len(splits), 1)
+    top = 1.0
+    for j, sp in enumerate(splits):
+        for i, key in enumerate(keys):
+            v = list(values(runs, key, sp).values())
+            x = i + (j - (len(splits) - 1) / 2) * width
+            if not v:
+                ax.annotate('not run yet', (x, 1), ha='center', va='bottom', fontsize=6,
+                            rotation=90, color='0.5')
+                continue
+            mean, sd, n = spread(v)
+            ax.bar(x, mean, width, color=f'C{j}', alpha=0.55, yerr=sd or 0, capsize=2,
+                   label=f'{_frac(sp)} labeled')
+            ax.plot([x] * len(v), v, 'o', color='k', ms=2.5)
+            ax.annotate(f'{mean:.1f}' + (f' {MARK}' if n < MIN_SEEDS else ''), (x, max(v)),
+                        ha='center', va='bottom', fontsize=6, xytext=(0, 2),
+                        textcoords='offset points')
+            top = max(top, max(v))
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([ROW[r].short + (f'\n({g})' if g else '') for r, g in keys], fontsize=7)
+    ax.set_ylabel('val mIoU (%)')
+    ax.set_title(f'CamVid val: mean (bar), std (error bar), seeds (dots; {MARK}: fewer than '
+                 f'{MIN_SEEDS}); same network and schedule for every row', fontsize=9)
+    ax.grid(axis='y', alpha=0.3)
+    ax.set_ylim(0, 1.15 * top)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc='upper right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -336,29 +336,41 @@ def test_one_iteration_negative_controls(monkeypatch):
 
 
 # --- the configs' optimizer: the authors' parameter groups ----------------------------------
-def authors_group_mismatches(model, optim_wrapper, lr):
+def authors_group_mismatches(model, optim_wrapper, lr, multi=10):
     """Names of the parameters whose lr, momentum or weight decay is not the authors': lr
-    for the backbone, lr x 10 for every other parameter, momentum 0.9, weight decay 1e-4."""
+    for the backbone, lr x ``multi`` (their lr_multi) for every other parameter, momentum 0.9,
+    weight decay 1e-4."""
     names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
     groups = {names[id(p)]: g for g in optim_wrapper.optimizer.param_groups for p in g['params']}
     wrong = sorted(set(names.values()) - set(groups))
     for name, group in groups.items():
-        expected = lr if 'backbone' in name else lr * 10
+        expected = lr if 'backbone' in name else lr * multi
         if (abs(group['lr'] - expected) > 1e-12 * expected or group['momentum'] != 0.9
                 or group['weight_decay'] != 1e-4):
             wrong.append(name)
     return wrong
 
 
-@pytest.mark.parametrize('config', ['unimatch_deeplabv3plus_r101_voc-classic-92.py',
-                                    'unimatch_deeplabv3plus_effl0_camvid-1-8.py'])
-def test_config_optimizer_has_the_authors_parameter_groups(config):
+@pytest.mark.parametrize('config, lr, multi', [
+    ('unimatch_deeplabv3plus_r101_voc-classic-92.py', 0.001, 10),     # their pascal.yaml
+    ('unimatch_deeplabv3plus_effl0_camvid-1-8.py', 0.005, 1)])        # their cityscapes.yaml
+def test_config_optimizer_has_the_authors_parameter_groups(config, lr, multi):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'unimatch', config))
     model = MODELS.build(cfg.model)
-    lr = cfg.optim_wrapper.optimizer.lr
-    assert lr == 0.001
+    assert cfg.optim_wrapper.optimizer.lr == lr
     assert authors_group_mismatches(model, build_optim_wrapper(model, cfg.optim_wrapper),
-                                    lr) == []
-    cfg.optim_wrapper.pop('paramwise_cfg')  # negative control: one lr for all
-    wrong = authors_group_mismatches(model, build_optim_wrapper(model, cfg.optim_wrapper), lr)
+                                    lr, multi) == []
+    # negative control: the other recipe's head multiplier
+    cfg.optim_wrapper.paramwise_cfg.custom_keys.decode_head.lr_mult = 11 - multi
+    wrong = authors_group_mismatches(model, build_optim_wrapper(model, cfg.optim_wrapper), lr,
+                                     multi)
     assert wrong and all('decode_head' in name for name in wrong)
+
+
+def test_camvid_configs_take_the_street_scene_recipe():
+    for split in ('1-16', '1-8', '1-4'):
+        cfg = Config.fromfile(osp.join(REPO, 'configs', 'unimatch',
+                                       f'unimatch_deeplabv3plus_effl0_camvid-{split}.py'))
+        train = cfg.model.semi_train_cfg
+        assert train.conf_thresh == 0.0
+        assert train.sup_loss == dict(type='ProbOhem', thresh=0.7, min_kept=16000)

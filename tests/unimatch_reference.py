@@ -100,12 +100,48 @@ def sgd(model, lr, lr_multi=10.0):
         lr=lr, momentum=0.9, weight_decay=1e-4)
 
 
+class ProbOhemCrossEntropy2d(nn.Module):
+    """The authors' util/ohem.py (from TorchSemiSeg), without class weights, re-typed."""
+
+    def __init__(self, ignore_index, thresh=0.7, min_kept=256):
+        super().__init__()
+        self.ignore_index, self.thresh, self.min_kept = ignore_index, float(thresh), int(min_kept)
+        self.criterion = nn.CrossEntropyLoss(reduction='mean', ignore_index=ignore_index)
+
+    def forward(self, pred, target):
+        b, c, h, w = pred.size()
+        target = target.view(-1)
+        valid_mask = target.ne(self.ignore_index)
+        target = target * valid_mask.long()
+        num_valid = valid_mask.sum()
+        prob = F.softmax(pred, dim=1)
+        prob = (prob.transpose(0, 1)).reshape(c, -1)
+        if self.min_kept > num_valid:
+            pass
+        elif num_valid > 0:
+            prob = prob.masked_fill_(~valid_mask, 1)
+            mask_prob = prob[target, torch.arange(len(target), dtype=torch.long)]
+            threshold = self.thresh
+            if self.min_kept > 0:
+                index = mask_prob.argsort()
+                threshold_index = index[min(len(index), self.min_kept) - 1]
+                if mask_prob[threshold_index] > self.thresh:
+                    threshold = mask_prob[threshold_index]
+                kept_mask = mask_prob.le(threshold)
+                target = target * kept_mask.long()
+                valid_mask = valid_mask * kept_mask
+        target = target.masked_fill_(~valid_mask, self.ignore_index)
+        target = target.view(b, h, w)
+        return self.criterion(pred, target)
+
+
 def unimatch_loss(model, img_x, mask_x, img_u_w, img_u_s1, img_u_s2, ignore_mask, cutmix_box1,
                   cutmix_box2, img_u_w_mix, img_u_s1_mix, img_u_s2_mix, ignore_mask_mix,
-                  conf_thresh=0.95):
+                  conf_thresh=0.95, criterion_l=None):
     """The loss of one iteration of the authors' loop; the strong views are pasted in place,
-    as theirs (pass copies). Returns the total and its terms."""
-    criterion_l = nn.CrossEntropyLoss(ignore_index=255)
+    as theirs (pass copies). Returns the total and its terms. ``criterion_l``: their labeled
+    criterion (default CELoss; ``ProbOhemCrossEntropy2d`` in the Cityscapes recipe)."""
+    criterion_l = criterion_l or nn.CrossEntropyLoss(ignore_index=255)
     criterion_u = nn.CrossEntropyLoss(reduction='none')
 
     with torch.no_grad():

@@ -216,7 +216,8 @@ def run_quality(work_root):
                 f'split {QUALITY_SPLIT}')
             start = time.perf_counter()
             out = quality.evaluate(make(), labeled, unlabeled, classes, alphas=ALPHAS,
-                                   taus=TAUS, curve_alphas=CURVE_ALPHAS, progress=_progress)
+                                   taus=TAUS, curve_alphas=CURVE_ALPHAS, progress=_progress,
+                                   risk_targets=(0.05, ))
             out['seconds'] = time.perf_counter() - start
             out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
             _dump(out, path)

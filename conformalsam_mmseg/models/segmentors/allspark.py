@@ -111,6 +111,9 @@ class AllSpark(SemiSegmentor):
         loss_weights (dict): x=0.5, u=0.5 (the formula above, expanded).
         ignore_padding (bool): leave padded pixels out of the unlabeled loss. Default False
             (the authors').
+        sup_loss (dict, optional): the labeled loss; None: cross-entropy (the authors' VOC,
+            ADE20K and COCO recipes); ``dict(type='ProbOhem', thresh=0.7, min_kept=N)``: the
+            OHEM of their Cityscapes recipe (``SemiSegmentor.sup_loss``).
         source_ratio (list, optional): [labeled, unlabeled] per GPU, as the sampler's; checked
             to be equal when the model is built.
     """
@@ -160,7 +163,7 @@ class AllSpark(SemiSegmentor):
         mask_u = mask_u_w
         if cfg['ignore_padding']:
             mask_u = mask_u_w.masked_fill(ignore_mask == 255, self.ignore_index)
-        loss_x = F.cross_entropy(pred_x, mask_x, ignore_index=self.ignore_index)
+        loss_x = self.sup_loss(pred_x, mask_x)
         loss_u = F.cross_entropy(pred_u, mask_u, ignore_index=self.ignore_index)
 
         w = cfg['loss_weights']

@@ -2,9 +2,11 @@
 import copy
 
 import torch
+import torch.nn.functional as F
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 
+from ..losses import prob_ohem_cross_entropy
 from .plain_cross_entropy import check_plain_cross_entropy
 
 
@@ -26,6 +28,15 @@ def check_network_options(model, **options):
         raise ValueError(f'{model} takes no {", ".join(given)}: they belong to the network, '
                          f'e.g. model.segmentor.{given[0]} (model.host.segmentor.{given[0]} '
                          'under ConformalSAM).')
+
+
+def check_sup_loss(sup_loss, model):
+    """``semi_train_cfg.sup_loss``: None or ``dict(type='ProbOhem', thresh, min_kept)``."""
+    if sup_loss is not None and (not isinstance(sup_loss, dict)
+                                 or sup_loss.get('type') != 'ProbOhem'
+                                 or set(sup_loss) - {'type', 'thresh', 'min_kept'}):
+        raise ValueError(f'{model}: semi_train_cfg.sup_loss={sup_loss!r}; use None (plain '
+                         "cross-entropy) or dict(type='ProbOhem', thresh=0.7, min_kept=N).")
 
 
 @MODELS.register_module()
@@ -60,6 +71,7 @@ class SemiSegmentor(BaseSegmentor):
         check_network_options(type(self).__name__, pretrained=pretrained, train_cfg=train_cfg)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.semi_train_cfg = dict(semi_train_cfg or {})
+        check_sup_loss(self.semi_train_cfg.get('sup_loss'), type(self).__name__)
         self.semi_test_cfg = dict(semi_test_cfg or {})
         self.student = MODELS.build(copy.deepcopy(segmentor))
         check_plain_cross_entropy(self.student.decode_head, type(self).__name__)
@@ -108,6 +120,17 @@ class SemiSegmentor(BaseSegmentor):
         return self.predictor._forward(inputs, data_samples)
 
     # --- helpers for subclasses ------------------------------------------------------------
+    def sup_loss(self, pred, mask):
+        """The labeled loss: cross-entropy, or with ``semi_train_cfg.sup_loss =
+        dict(type='ProbOhem', thresh, min_kept)`` the OHEM of UniMatch's and AllSpark's
+        Cityscapes recipes (``prob_ohem_cross_entropy``)."""
+        ohem = self.semi_train_cfg.get('sup_loss')
+        if ohem is None:
+            return F.cross_entropy(pred, mask, ignore_index=self.ignore_index)
+        return prob_ohem_cross_entropy(pred, mask, thresh=ohem.get('thresh', 0.7),
+                                       min_kept=ohem.get('min_kept', 256),
+                                       ignore_index=self.ignore_index)
+
     @staticmethod
     def stack_seg_maps(data_samples):
         """(B, H, W) long tensor of the samples' ``gt_sem_seg`` (ground truth, or for unlabeled

@@ -1,0 +1,3 @@
+from .prob_ohem_cross_entropy import prob_ohem_cross_entropy
+
+__all__ = ['prob_ohem_cross_entropy']

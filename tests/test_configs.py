@@ -19,7 +19,8 @@ def test_there_are_configs():
 
 
 def crop_size(cfg):
-    pre = cfg.model.data_preprocessor
+    model = cfg.model.get('host', cfg.model)   # a ConformalSAM model: its host's
+    pre = model.data_preprocessor
     return pre.get('size') or pre.data_preprocessor.size
 
 
@@ -146,7 +147,8 @@ def test_a_config_inherits_and_overrides_one_field():
                     "train_dataloader = dict(dataset=dict(\n"
                     "    labeled=dict(ann_file='my/labeled.txt')))\n")
         cfg = Config.fromfile(child)
-    assert cfg.model.semi_train_cfg == dict(conf_thresh=0.9)
+    assert cfg.model.semi_train_cfg.conf_thresh == 0.9
+    assert cfg.model.semi_train_cfg.sup_loss.type == 'ProbOhem'   # the rest is kept
     assert cfg.model.segmentor.backbone.type == 'EfficientNetLite0'
     data = cfg.train_dataloader.dataset
     assert data.labeled.ann_file == 'my/labeled.txt'

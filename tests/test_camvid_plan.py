@@ -99,3 +99,23 @@ def test_threads_are_the_free_cores(monkeypatch):
     assert training.free_cores() == 1
     monkeypatch.setenv('CAMVID_BENCHMARK_THREADS', '3')
     assert training.free_cores() == 3
+
+
+def test_kept_logs_hold_the_result_config_and_the_trimmed_log(tmp_path):
+    import json
+    wd = tmp_path / 'run'
+    wd.mkdir()
+    (wd / 'result.json').write_text(json.dumps(dict(mIoU=40.0)))
+    (wd / 'deeplabv3plus_effl0_camvid-1-8.py').write_text("model = dict(type='X')\n")
+    (wd / 'train.log').write_text(
+        '$ python tools/train.py cfg.py\n'
+        'model = dict(a huge config dump)\n'
+        '11/26 01:10:00 - mmengine - INFO - Iter(train) [ 50/2000]  lr: 1e-2  loss: 0.9\n'
+        '| class | IoU |\n'
+        '11/26 01:12:00 - mmengine - INFO - Iter(val) [62/62]    mIoU: 40.0\n')
+    training.keep_logs(str(wd), str(tmp_path / 'kept'))
+    kept = (tmp_path / 'kept' / 'train.log').read_text()
+    assert 'huge config dump' not in kept
+    assert kept.count('\n') == 4 and 'Iter(train) [ 50/2000]' in kept
+    assert (tmp_path / 'kept' / 'config.py').read_text() == "model = dict(type='X')\n"
+    assert json.loads((tmp_path / 'kept' / 'result.json').read_text()) == dict(mIoU=40.0)

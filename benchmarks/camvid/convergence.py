@@ -117,6 +117,8 @@ def main(argv=None):
             result=dict(row='supervised', split=SPLIT, seed=seed, bn_momentum=bn))
         r = results[name]
         bench.log(f'    selection {r["val_curve"]}, val {r["val"]}')
+    for name, _, _, wd in runs:
+        training.keep_logs(wd, osp.join(args.out, 'logs', 'camvid_convergence', name))
     default = {results[n]['seed']: {int(k): v for k, v in results[n]['val_curve'].items()}
                for n, _, bn, _ in runs if bn == 0.1}
     length, table = choose_length(default)

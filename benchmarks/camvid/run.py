@@ -324,9 +324,7 @@ def execute(run, protocol, work_root, results, alphas):
 
 
 def finished(run, work_root):
-    wd = training.run_dir(work_root, plan.ROW[run.row], run.split, run.seed, run.group)
-    if run.tau is not None:
-        wd = osp.join(osp.dirname(wd), run.name)
+    wd = run_work_dir(run, work_root)
     if osp.exists(osp.join(wd, 'result.json')):
         return 'done'
     return 'resumes' if osp.exists(osp.join(wd, 'last_checkpoint')) else 'to run'
@@ -357,12 +355,25 @@ def measured_speeds(results):
     return {k: sum(v) / len(v) for k, v in speeds.items()}
 
 
+def run_work_dir(run, work_root):
+    wd = training.run_dir(work_root, plan.ROW[run.row], run.split, run.seed, run.group)
+    return osp.join(osp.dirname(wd), run.name) if run.tau is not None else wd
+
+
+def keep_logs(runs, work_root, out_dir):
+    """The finished runs' results, configs and trimmed logs under OUT/logs/camvid/ (beside
+    the report, so that every number of it can be traced to a kept log)."""
+    for run in runs:
+        wd = run_work_dir(run, work_root)
+        if osp.exists(osp.join(wd, 'result.json')):
+            training.keep_logs(wd, osp.join(out_dir, 'logs', 'camvid',
+                                            osp.relpath(wd, work_root)))
+
+
 def collect(runs, work_root):
     out = []
     for run in runs:
-        wd = training.run_dir(work_root, plan.ROW[run.row], run.split, run.seed, run.group)
-        if run.tau is not None:
-            wd = osp.join(osp.dirname(wd), run.name)
+        wd = run_work_dir(run, work_root)
         path = osp.join(wd, 'result.json')
         if osp.exists(path):
             with open(path) as f:
@@ -432,6 +443,7 @@ def main(argv=None):
                    wall_seconds=time.perf_counter() - start, threads=os.cpu_count())
     _dump(dict(summary=summary, quality=quality_results, training=train_results),
           osp.join(args.work_dir, 'results.json'))
+    keep_logs(runs, args.work_dir, args.out)
     import report
     path = report.write(args.work_dir, args.out, split_stems(QUALITY_SPLIT))
     log(f'done in {summary["wall_seconds"] / 60:.1f} min: {path}')

@@ -263,6 +263,27 @@ def _last_progress(log_path):
     return ' '.join(x for x in (m.group(1), m.group(2), f'time: {m.group(3)} s/it') if x)
 
 
+KEPT_LINES = ('$ ', 'Iter(train)', 'Iter(val)', 'mIoU', 'ConformalSAM', 'Exp name', 'resumed')
+
+
+def keep_logs(work_dir, dest):
+    """Copy what a finished run's numbers come from into ``dest`` (committed beside the
+    report): its result.json, the config it trained (mmengine's dump), and its logs trimmed to
+    the commands, the training / validation lines, mIoU tables and ConformalSAM's lines."""
+    os.makedirs(dest, exist_ok=True)
+    shutil.copyfile(osp.join(work_dir, 'result.json'), osp.join(dest, 'result.json'))
+    for name in os.listdir(work_dir):
+        if name.endswith('.py'):
+            shutil.copyfile(osp.join(work_dir, name), osp.join(dest, 'config.py'))
+    for name in ('train.log', 'test_val.log'):
+        path = osp.join(work_dir, name)
+        if osp.exists(path):
+            with open(path, errors='replace') as f:
+                lines = [ln for ln in f if any(k in ln for k in KEPT_LINES) or ln.startswith('|')]
+            with open(osp.join(dest, name), 'w') as f:
+                f.writelines(lines)
+
+
 def checkpoints(work_dir):
     """``iter_N.pth`` files of a work dir, by N."""
     found = [(int(m.group(1)), osp.join(work_dir, f)) for f in os.listdir(work_dir)

@@ -257,3 +257,47 @@ def test_coverage_and_ece_by_hand(tool):
     top3.update(index[:3], prob[:3], truth)
     assert top3.coverage() == pytest.approx({'1': 3 / 6, '2': 4 / 6, '3': 5 / 6, '5': None})
     assert top3.ece() == pytest.approx(14 / 30)
+
+
+def test_a_stopped_training_resumes_from_its_last_checkpoint(tool, tmp_path, monkeypatch,
+                                                            capsys):
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+
+    class Stop(RuntimeError):
+        pass
+
+    @HOOKS.register_module(force=True)
+    class StopAfterTwoIters(Hook):
+        priority = 'LOWEST'   # after the checkpoint of iteration 2 is written
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter + 1 == 2:
+                raise Stop()
+
+    root = shared_data('camvid')
+    work, out = tmp_path / 'work', tmp_path / 'cache'
+    argv = ['--data-root', root, '--work-dir', str(work), '--out', str(out), '--iters', '3',
+            '--crop', '64', '--batch-size', '2', '--num-workers', '0',
+            '--max-train-images', '4', '--max-export-images', '1', '--log-interval', '1']
+    monkeypatch.setattr(tool, 'RESUME_INTERVAL', 1)
+    build = tool.build_config
+
+    def stopping(args, stems_file):
+        cfg = build(args, stems_file)
+        cfg.custom_hooks = [dict(type='StopAfterTwoIters')]
+        return cfg
+    monkeypatch.setattr(tool, 'build_config', stopping)
+    with pytest.raises(Stop):
+        tool.main(argv)
+    assert (work / 'iter_2.pth').is_file() and not (work / 'iter_3.pth').exists()
+    monkeypatch.setattr(tool, 'build_config', build)
+    capsys.readouterr()
+    result = tool.main(argv)
+    assert 'resuming the stopped training' in capsys.readouterr().out
+    assert result['trained'] and osp.isfile(work / 'iter_3.pth')
+    assert torch.load(work / 'iter_3.pth', weights_only=False)['meta']['iter'] == 3
+    # other settings never resume a stopped run
+    (work / 'iter_3.pth').unlink()
+    tool.main(argv + ['--lr', '0.002', '--overwrite'])
+    assert 'resuming' not in capsys.readouterr().out

@@ -57,6 +57,8 @@ IMAGE_SUFFIX = '.jpg'
 LABEL_SUFFIX = '.png'
 EVAL_FILE = 'annotator_eval.json'
 STEMS_FILE = 'seq05vd_train_stems.txt'
+PARTIAL_SETTINGS_FILE = 'train_settings.partial.json'   # the settings of a run under way
+RESUME_INTERVAL = 100
 SETTINGS_FILE = 'train_settings.json'
 RELIABILITY_FILE = 'reliability.png'
 SCALES = ('half', 'full')
@@ -229,8 +231,11 @@ def build_config(args, stems_file):
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'test_dataloader', 'test_cfg',
                 'test_evaluator'):
         cfg[key] = None
+    # a checkpoint every RESUME_INTERVAL iterations (the last one kept): a run stopped on the
+    # way resumes from it (``train``)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
-                                        interval=args.iters, max_keep_ckpts=1, save_best=None)
+                                        interval=min(args.iters, RESUME_INTERVAL),
+                                        max_keep_ckpts=1, save_best=None)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=args.log_interval,
                                     log_metric_by_epoch=False)
     cfg.default_hooks.visualization = dict(type='SegVisualizationHook', draw=False)
@@ -275,10 +280,17 @@ def train(args, stems):
                 + f'; {settings_file}); pass --retrain or another --work-dir')
         print(f'{checkpoint} exists: not training again (--retrain to train)', flush=True)
         return checkpoint, cfg, None
+    partial_file = osp.join(args.work_dir, PARTIAL_SETTINGS_FILE)
+    if (not args.retrain and osp.isfile(osp.join(args.work_dir, 'last_checkpoint'))
+            and osp.isfile(partial_file) and json.load(open(partial_file)) == settings):
+        cfg.resume = True   # a run with these settings stopped on the way: go on from it
+        print(f'resuming the stopped training in {args.work_dir}', flush=True)
     with open(stems_file, 'w') as f:
         f.write(''.join(s + '\n' for s in stems))
     if osp.isfile(settings_file):
         os.remove(settings_file)  # written again once this run's checkpoint exists
+    with open(partial_file, 'w') as f:
+        json.dump(settings, f, indent=2)
     runner = Runner.from_cfg(cfg)
     used = [osp.splitext(osp.basename(runner.train_dataloader.dataset.get_data_info(i)[
         'img_path']))[0] for i in range(len(runner.train_dataloader.dataset))]

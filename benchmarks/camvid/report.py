@@ -95,8 +95,12 @@ images only. mIoU in %.
 
 Protocol, the same for every row: DeepLabV3+ on ImageNet-pretrained EfficientNet-Lite0 (BN
 momentum 0.1), 160 px crops, 4 labeled images per iteration (plus 4 unlabeled; UniMatch also 4
-CutMix-source images), SGD lr {p['lr']:g} (head x10), poly decay, {p['iters']} iterations
-({_length_source(work_root, p['iters'])}), seeds {', '.join(map(str, s['seeds']))}. ConformalSAM:
+CutMix-source images), poly decay, {p['iters']} iterations
+({_length_source(work_root, p['iters'])}), seeds {', '.join(map(str, s['seeds']))}. Optimizer:
+SGD lr {p['lr']:g} (head x10) for the supervised and ConformalSAM-alone rows; the UniMatch and
+AllSpark rows (with or without ConformalSAM) take their authors' street-scene (Cityscapes) recipe,
+the closest to CamVid: lr 0.005 at one rate for every parameter, the OHEM labeled loss, and
+UniMatch's threshold 0 (docs/semi_supervised.md). ConformalSAM:
 the paper's pixel mode and foreground-first rule (CamVid has no background class, so the rule
 keeps the most probable class of the set), alpha 0.05 unless the row says otherwise, Stage II
 (self-reliance) from 75% of the iterations.

@@ -277,7 +277,9 @@ def alpha_choices(work_root, splits):
     path = osp.join(work_root, 'choices_alpha.json')
     out = json.load(open(path)) if osp.exists(path) else {}
     for split in splits:
-        for group in plan.ANNOTATORS:
+        for group, cache in plan.ANNOTATORS.items():
+            if not osp.exists(osp.join(REPO, cache, 'cache_info.json')):
+                continue   # not made yet (--report-only before the annotators exist)
             if group not in out.get(split, {}):
                 labeled, _ = split_stems(split)
                 out.setdefault(split, {})[group] = choices.choose_alpha(
@@ -306,7 +308,7 @@ SEED_OF_CHOICES = 0
 
 def execute(run, protocol, work_root, results, alphas):
     """Train one run of the plan (or read it) and return its result."""
-    group_choices = {g: dict(alpha=alphas[run.split][g]['alpha'],
+    group_choices = {g: dict(alpha=alphas[run.split].get(g, {}).get('alpha'),
                              tau=choose_tau(results, run.split, g)) for g in plan.ANNOTATORS}
     row = plan.ROW[run.row]
     extra = None
@@ -437,7 +439,8 @@ def main(argv=None):
     summary = dict(protocol=protocol, seeds=args.seeds, splits=args.splits, rows=args.rows,
                    planned=len(runs), quality_split=QUALITY_SPLIT, alphas=ALPHAS, taus=TAUS,
                    simulated_gaps=SIMULATED_GAPS,
-                   caches={g: cache_size(osp.join(REPO, c)) for g, c in plan.ANNOTATORS.items()},
+                   caches={g: cache_size(osp.join(REPO, c)) for g, c in plan.ANNOTATORS.items()
+                           if osp.isdir(osp.join(REPO, c))},
                    annotator_seconds=annotator_seconds, alpha_choices=alphas,
                    tau_choices={sp: choose_tau(train_results, sp) for sp in args.splits},
                    wall_seconds=time.perf_counter() - start, threads=os.cpu_count())

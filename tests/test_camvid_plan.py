@@ -119,3 +119,19 @@ def test_kept_logs_hold_the_result_config_and_the_trimmed_log(tmp_path):
     assert kept.count('\n') == 4 and 'Iter(train) [ 50/2000]' in kept
     assert (tmp_path / 'kept' / 'config.py').read_text() == "model = dict(type='X')\n"
     assert json.loads((tmp_path / 'kept' / 'result.json').read_text()) == dict(mIoU=40.0)
+
+
+def test_the_length_comes_from_the_convergence_study(tmp_path, monkeypatch):
+    import json
+    calls = []
+
+    def study(cmd):
+        calls.append(cmd)
+        (tmp_path / 'convergence').mkdir()
+        (tmp_path / 'convergence' / 'length.json').write_text(json.dumps(dict(length=1250)))
+    monkeypatch.setattr(bench, '_call', study)
+    with pytest.raises(SystemExit, match='convergence study has not finished'):
+        bench.read_length(str(tmp_path), str(tmp_path / 'out'), run_study=False)
+    assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250
+    assert calls and calls[0][0].endswith('convergence.py')
+    assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250 and len(calls) == 1

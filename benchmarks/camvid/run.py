@@ -16,8 +16,8 @@ sittings; an unfinished training run resumes from its last checkpoint):
    only, their probabilities of every class on CamVid train cached): 'strong' at full
    resolution with flips (the paper's regime: strong but domain-shifted) and 'weak' (half
    resolution, 500 iterations);
-3. the length: benchmarks/camvid/convergence.py's choice (WORK_DIR/convergence/length.json),
-   unless ``--iters``;
+3. the length: benchmarks/camvid/convergence.py's choice (WORK_DIR/convergence/length.json;
+   the study runs first when it has not finished), unless ``--iters``;
 4. the choices: per annotator, the smallest alpha whose pixel-mode filter removes >= 1% of the
    labeled images' pixels (labeled images only), and the fixed threshold t* with the best
    selection-set mIoU among the candidates (choices.py);
@@ -173,11 +173,17 @@ def make_annotators():
     return seconds
 
 
-def read_length(work_root):
+def read_length(work_root, out_dir, run_study=True):
+    """The convergence study's length; the study runs first (resumable) when it has not
+    chosen one yet, unless ``run_study`` is False."""
     path = osp.join(work_root, 'convergence', 'length.json')
     if not osp.exists(path):
-        raise SystemExit(f'error: no {path}: run benchmarks/camvid/convergence.py first (it '
-                         'chooses the length on the selection set), or pass --iters')
+        if not run_study:
+            raise SystemExit(f'error: no {path}: the convergence study has not finished '
+                             '(benchmarks/camvid/convergence.py); pass --iters')
+        log('the convergence study chooses the length first (benchmarks/camvid/convergence.py)')
+        _call([osp.join(HERE, 'convergence.py'), '--work-dir',
+               osp.join(work_root, 'convergence'), '--out', out_dir])
     with open(path) as f:
         return int(json.load(f)['length'])
 
@@ -424,7 +430,8 @@ def main(argv=None):
         path = report.write_risk(run_risk_quality(args.work_dir), args.out, QUALITY_SPLIT)
         log(f'done in {(time.perf_counter() - start) / 60:.1f} min: {path}')
         return
-    iters = args.iters or read_length(args.work_dir)
+    iters = args.iters or read_length(args.work_dir, args.out,
+                                      run_study=not (args.plan or args.report_only))
     runs = plan.make_plan(args.seeds, args.splits, args.rows)
     if args.plan:
         print_plan(runs, iters, args.work_dir, measured_speeds(collect(runs, args.work_dir)))

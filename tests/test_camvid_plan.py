@@ -135,3 +135,17 @@ def test_the_length_comes_from_the_convergence_study(tmp_path, monkeypatch):
     assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250
     assert calls and calls[0][0].endswith('convergence.py')
     assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250 and len(calls) == 1
+
+
+def test_a_cache_with_fewer_classes_than_camvid_is_remade(tmp_path, monkeypatch):
+    import json
+    calls = []
+    caches = {g: str(tmp_path / g) for g in ('strong', 'weak')}
+    for g, topk in (('strong', 11), ('weak', 3)):
+        (tmp_path / g).mkdir()
+        (tmp_path / g / 'cache_info.json').write_text(json.dumps(dict(topk=topk)))
+    monkeypatch.setattr(plan, 'ANNOTATORS', caches)
+    monkeypatch.setattr(bench, '_call', calls.append)
+    bench.make_annotators()
+    assert len(calls) == 1 and calls[0][calls[0].index('--out') + 1] == caches['weak']
+    assert '--overwrite' in calls[0] and '--topk' not in calls[0]

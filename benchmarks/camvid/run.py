@@ -147,6 +147,7 @@ def split_stems(split):
     return tuple(open(osp.join(d, f'{w}.txt')).read().split() for w in ('labeled', 'unlabeled'))
 
 
+NUM_CLASSES = 11
 # the commands that make the two annotators' caches (docs/annotators.md)
 ANNOTATOR_COMMANDS = {
     'weak': ['--work-dir', 'work_dirs/camvid_cross_sequence_annotator', '--iters', '500',
@@ -163,12 +164,16 @@ def make_annotators():
     for group, cache in plan.ANNOTATORS.items():
         cache = osp.join(REPO, cache)
         seconds[group] = 0.0
-        if osp.exists(osp.join(cache, 'cache_info.json')):
+        from conformalsam_mmseg.annotators.cache import read_manifest
+        manifest = read_manifest(cache) or {}
+        if manifest and manifest.get('topk') == NUM_CLASSES:
             continue
+        # missing, or cached with fewer classes than CamVid's 11: (re)make it; the tool reuses
+        # a finished training with the same settings and resumes a stopped one
         log(f'the {group} cross-sequence annotator (Seq05VD only): training and caching')
         start = time.perf_counter()
         _call([osp.join(REPO, 'tools', 'train_camvid_annotator.py'), '--data-root', CAMVID,
-               '--out', cache] + ANNOTATOR_COMMANDS[group])
+               '--out', cache] + ANNOTATOR_COMMANDS[group] + (['--overwrite'] if manifest else []))
         seconds[group] = time.perf_counter() - start
     return seconds
 

@@ -53,6 +53,9 @@ def parse_args(argv=None):
                                                   'convergence'))
     p.add_argument('--out', default=osp.join(REPO, 'docs', 'results'))
     p.add_argument('--plan', action='store_true', help='print the runs and their cost, run none')
+    p.add_argument('--report-only', action='store_true',
+                   help='write the report from the runs finished so far (the length only when '
+                        'every default-BN seed has finished); train nothing')
     return p.parse_args(argv)
 
 
@@ -106,7 +109,13 @@ def main(argv=None):
     proto = protocol(args)
     results = {}
     start = time.perf_counter()
-    for n, (name, seed, bn, wd) in enumerate(runs, 1):
+    if args.report_only:
+        import json
+        runs = [r for r in runs if osp.exists(osp.join(r[3], 'result.json'))]
+        for name, _, _, wd in runs:
+            with open(osp.join(wd, 'result.json')) as f:
+                results[name] = json.load(f)
+    for n, (name, seed, bn, wd) in enumerate([] if args.report_only else runs, 1):
         left = (len(runs) - n + 1) * per_run
         bench.log(f'[{n}/{len(runs)}] supervised {SPLIT} {name}: ~{per_run / 60:.0f} min; '
                   f'~{left / 60:.0f} min left in the study')
@@ -122,9 +131,12 @@ def main(argv=None):
     default = {results[n]['seed']: {int(k): v for k, v in results[n]['val_curve'].items()}
                for n, _, bn, _ in runs if bn == 0.1}
     length, table = choose_length(default)
-    bench._dump(dict(length=length, rule='smallest L with max later mean - mean(L) <= sd(L), '
-                     'selection set, default BN seeds', table=table, iters=args.iters),
-                osp.join(args.work_dir, 'length.json'))
+    if len(default) == len(args.seeds):
+        bench._dump(dict(length=length, rule='smallest L with max later mean - mean(L) <= '
+                         'sd(L), selection set, default BN seeds', table=table,
+                         iters=args.iters), osp.join(args.work_dir, 'length.json'))
+    else:   # a partial report: no length until every seed has finished
+        length = None
     import report_convergence
     path = report_convergence.write(results, runs, length, table, args, args.out)
     bench.log(f'length {length}; done in {(time.perf_counter() - start) / 60:.1f} min: {path}')

@@ -50,11 +50,14 @@ def write(results, runs, length, table, args, out_dir):
         lines.append(f'| {it} | ' + ' | '.join(cells) + ' |')
     n_pkg = len(groups[('selection', None)])
     lines += [
-        '', f'BN 0.1: the backbone\'s default (PyTorch\'s momentum), {len(seeds)} seeds. '
+        '', f'BN 0.1: the backbone\'s default (PyTorch\'s momentum), {len(seeds)} '
+        f'seed{"s" if len(seeds) != 1 else ""}. '
         f'BN 0.01: `bn_momentum=None`, the EfficientNet package\'s (TensorFlow\'s decay 0.99), '
         f'{n_pkg} seed{"s" if n_pkg != 1 else ""}. Note that the learning rate decays over the '
         f'whole {args.iters} iterations, so an intermediate point is not a shorter run.', '',
-        f'**Length: {length} iterations.** Rule (fixed before the runs, selection set only): the '
+        (f'**Length: {length} iterations.**' if length is not None else
+         f'**Length: not chosen yet** ({len(seeds)} of {len(args.seeds)} seeds finished).')
+        + ' Rule (fixed before the runs, selection set only): the '
         'smallest evaluated iteration whose mean selection mIoU is within one seed standard '
         'deviation of the best mean at any later iteration.', '',
         f'![mIoU against iterations]({osp.basename(png)})', '']
@@ -87,7 +90,8 @@ def plot(groups, length, path):
             if st:
                 ax.plot([s[0] for s in st], [s[1] for s in st], color=colour, lw=2,
                         label=f'BN momentum {0.01 if bn is None else bn} (mean of {len(curves)})')
-        ax.axvline(length, color='k', ls=':', lw=1)
+        if length is not None:
+            ax.axvline(length, color='k', ls=':', lw=1)
         ax.set_title(f'{split} ({"0001TP of test" if split == "selection" else "0016E5"})')
         ax.set_xlabel('iteration')
         ax.grid(alpha=0.3)

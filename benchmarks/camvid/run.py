@@ -403,7 +403,8 @@ def run_training(args, protocol, runs, alphas):
         if args.max_runs is not None and trained >= args.max_runs:
             log(f'stopping after {trained} runs (--max-runs); the next sitting goes on')
             break
-        left = sum(plan.estimate(r, protocol['iters'], measured_speeds(results))
+        speeds = measured_speeds(results)   # once per run, not once per remaining run
+        left = sum(plan.estimate(r, protocol['iters'], speeds)
                    for r in runs[n - 1:] if finished(r, args.work_dir) != 'done')
         log(f'[{n}/{len(runs)}] {run.describe()}: ~{left / 3600:.1f} h left in the plan')
         r = execute(run, protocol, args.work_dir, results, alphas)

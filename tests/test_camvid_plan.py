@@ -149,3 +149,23 @@ def test_a_cache_with_fewer_classes_than_camvid_is_remade(tmp_path, monkeypatch)
     bench.make_annotators()
     assert len(calls) == 1 and calls[0][calls[0].index('--out') + 1] == caches['weak']
     assert '--overwrite' in calls[0] and '--topk' not in calls[0]
+
+
+def test_alpha_choices_are_recomputed_when_a_cache_is_remade(tmp_path, monkeypatch):
+    commands = {'strong': 'make strong', 'weak': 'make weak --topk 3'}
+    calls = []
+    monkeypatch.setattr(bench, 'cache_fingerprint', lambda g: commands[g])
+    monkeypatch.setattr(bench, 'split_stems', lambda split: (['a'], ['b']))
+    monkeypatch.setattr(bench, 'cache_source', lambda g: g)
+
+    def choose(source, stems, num_classes):
+        calls.append(source)
+        return dict(alpha=0.1, table=[])
+    monkeypatch.setattr(choices, 'choose_alpha', choose)
+    out = bench.alpha_choices(str(tmp_path), ['1-8'])
+    assert sorted(calls) == ['strong', 'weak'] and out['1-8']['weak']['cache'] == 'make weak --topk 3'
+    bench.alpha_choices(str(tmp_path), ['1-8'])
+    assert len(calls) == 2            # the stored choices are read back
+    commands['weak'] = 'make weak'    # the weak cache is remade with every class
+    out = bench.alpha_choices(str(tmp_path), ['1-8'])
+    assert calls[2:] == ['weak'] and out['1-8']['weak']['cache'] == 'make weak'

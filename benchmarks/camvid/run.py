@@ -219,10 +219,12 @@ def run_quality(work_root):
     for gap in SIMULATED_GAPS:
         sources[f'simulated_gap{gap:g}'] = (lambda g=gap: quality.simulated_source(
             SimulatedAnnotator(gap=g, seed=0, background_index=None), images, labels, classes))
+    fingerprints = {f'cross_sequence_{g}': cache_fingerprint(g) for g in plan.ANNOTATORS}
     results = {}
     for name, make in sources.items():
         path = osp.join(work_root, f'quality_{QUALITY_SPLIT}_{name}.json')
-        if not osp.exists(path):
+        if not osp.exists(path) or (
+                json.load(open(path)).get('cache') != fingerprints.get(name)):
             log(f'pseudo-label quality: {name} on the {len(unlabeled)} unlabeled images of '
                 f'split {QUALITY_SPLIT}')
             start = time.perf_counter()
@@ -231,6 +233,7 @@ def run_quality(work_root):
                                    risk_targets=(0.05, ))
             out['seconds'] = time.perf_counter() - start
             out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
+            out['cache'] = fingerprints.get(name)
             _dump(out, path)
         with open(path) as f:
             results[name] = json.load(f)
@@ -248,7 +251,8 @@ def run_risk_quality(work_root):
     images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
     labeled, unlabeled = split_stems(QUALITY_SPLIT)
     path = osp.join(work_root, f'risk_quality_{QUALITY_SPLIT}_cross_sequence_strong.json')
-    if not osp.exists(path):
+    fingerprint = cache_fingerprint('strong')
+    if not osp.exists(path) or json.load(open(path)).get('cache') != fingerprint:
         log(f'risk-filter quality on the {len(unlabeled)} unlabeled images of split '
             f'{QUALITY_SPLIT}')
         source = cache_source('strong')
@@ -258,6 +262,7 @@ def run_risk_quality(work_root):
                                progress=_progress)
         out['seconds'] = time.perf_counter() - start
         out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
+        out['cache'] = fingerprint
         _dump(out, path)
     with open(path) as f:
         return json.load(f)
@@ -282,19 +287,29 @@ def cache_source(group):
     return quality.cache_source(cache, images, labels, len(classes))
 
 
+def cache_fingerprint(group):
+    """The command that made the group's cache (None when it is not made): results derived
+    from a cache carry it, and are recomputed when the cache was remade differently."""
+    from conformalsam_mmseg.annotators.cache import read_manifest
+    manifest = read_manifest(osp.join(REPO, plan.ANNOTATORS[group])) or {}
+    return manifest.get('command')
+
+
 def alpha_choices(work_root, splits):
     """{split: {group: choose_alpha result}}, from the labeled images; cached as JSON."""
     import choices
     path = osp.join(work_root, 'choices_alpha.json')
     out = json.load(open(path)) if osp.exists(path) else {}
     for split in splits:
-        for group, cache in plan.ANNOTATORS.items():
-            if not osp.exists(osp.join(REPO, cache, 'cache_info.json')):
+        for group in plan.ANNOTATORS:
+            fingerprint = cache_fingerprint(group)
+            if fingerprint is None:
                 continue   # not made yet (--report-only before the annotators exist)
-            if group not in out.get(split, {}):
+            if out.get(split, {}).get(group, {}).get('cache') != fingerprint:
                 labeled, _ = split_stems(split)
-                out.setdefault(split, {})[group] = choices.choose_alpha(
-                    cache_source(group), labeled, 11)
+                out.setdefault(split, {})[group] = dict(
+                    choices.choose_alpha(cache_source(group), labeled, NUM_CLASSES),
+                    cache=fingerprint)
                 _dump(out, path)
     return out
 

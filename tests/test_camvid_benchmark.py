@@ -460,3 +460,26 @@ def test_report_write_makes_the_page_and_its_pictures(tmp_path):
         in text
     # the example picture needs the annotator cache, which this machine does not have here
     assert not (out / 'camvid_pseudo_labels.png').exists()
+
+
+def test_readme_table_is_the_reports_table_between_its_markers(tmp_path):
+    import report_readme
+    results = _fake_results(tmp_path)
+    readme = tmp_path / 'README.md'
+    readme.write_text(f'# title\n\nbefore\n{report_readme.START}\nold table\n{report_readme.END}\n'
+                      'after\n')
+    for _ in range(2):   # rewriting keeps one table
+        report_readme.update(str(readme), results['summary'], results['training'])
+    text = readme.read_text()
+    assert text.startswith('# title\n\nbefore\n') and text.endswith(f'{report_readme.END}\nafter\n')
+    assert 'old table' not in text and text.count('| method |') == 1
+    planned = results['summary']['planned']
+    assert f'**16 of {planned} runs finished**' in text
+    # the same cells as the report's headline table (selection column left out)
+    assert '| Supervised only (labeled images) | 42.0 ± 2.0 (3) | - |' in text
+    assert '| + raw annotator labels (strong) | 39.7 ± 1.5 (3) | -2.3 ± 1.5 (3) |' in text
+    assert '| + risk-controlled' not in text   # planned rows with no finished run are left out
+    assert 'Expected effects (seed by seed, beyond the spread): ' in text
+    readme.write_text('no markers\n')
+    with pytest.raises(ValueError, match='camvid-results'):
+        report_readme.update(str(readme), results['summary'], results['training'])

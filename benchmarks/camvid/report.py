@@ -9,6 +9,7 @@ import sys
 
 import report_annotators
 import report_training
+from report_training import frac
 from training import REPO
 
 NAMES = {
@@ -87,7 +88,7 @@ rewrites this page from the runs finished so far. Every number comes from the sa
 {_progress(done, planned)}
 
 Data: CamVid, 11 classes, half resolution (240 x 180); labeled splits
-{', '.join(_frac(sp) for sp in s['splits'])} of train (367 images; `tools/make_splits.py random
+{', '.join(frac(sp) for sp in s['splits'])} of train (367 images; `tools/make_splits.py random
 --seed 0`), the unlabeled images are the rest of train. Two evaluation sets: the **selection
 set** (the 62 0001TP frames of CamVid test) is what every choice reads (the length, t*), and
 **val** (the 101 0016E5 frames) gives the final numbers and no choice; alpha* reads the labeled
@@ -127,9 +128,6 @@ def _length_source(work_root, iters):
     return ('set with --iters; the supervised convergence study: '
             '[camvid_convergence.md](camvid_convergence.md)')
 
-
-def _frac(split):
-    return split.replace('-', '/')
 
 
 def _pct(x):
@@ -177,7 +175,7 @@ def _quality_section(quality, s):
     real = [n for n in quality if n.startswith('cross_sequence')]
     first = quality[real[0]] if real else next(iter(quality.values()))
     lines = [f"## Pseudo-label quality (unlabeled images of split "
-             f"{_frac(s['quality_split'])}: {first['unlabeled']} images, calibrated "
+             f"{frac(s['quality_split'])}: {first['unlabeled']} images, calibrated "
              f"on its {first['labeled']} labeled images)", '',
              'Against the ground truth of the unlabeled images: kept = labeled (not rejected) '
              'pixels / all pixels; precision = correct / kept pixels with a ground-truth label; '
@@ -302,7 +300,7 @@ def _fmt_t(values):
 
 def _risk_section(q, split):
     lines = [
-        f"# CamVid: risk-controlled pseudo-labels (split {_frac(split)}: calibrated on its "
+        f"# CamVid: risk-controlled pseudo-labels (split {frac(split)}: calibrated on its "
         f"{q['labeled']} labeled images, measured on its {q['unlabeled']} unlabeled images)", '',
         'Made by `benchmarks/camvid/run.py --risk-only` (no training) with the strong '
         'cross-sequence annotator (`tools/train_camvid_annotator.py`: trained on Seq05VD only, '

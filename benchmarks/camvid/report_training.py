@@ -130,7 +130,7 @@ def verdict(diffs, seeds, sign):
 # --- the headline table -----------------------------------------------------------------------
 def headline(s, training, split):
     runs = by_key(training)
-    lines = [f'### Split {_frac(split)}', '',
+    lines = [f'### Split {frac(split)}', '',
              '| method | val mIoU (seeds) | selection mIoU | val vs supervised, same seed |',
              '|---|---|---|---|']
     for key in row_keys(s, runs, split):
@@ -224,7 +224,7 @@ def _mean_pct(xs):
     return f'{100 * statistics.mean(xs):.1f}' if xs else '-'
 
 
-def _frac(split):
+def frac(split):
     return split.replace('-', '/')
 
 
@@ -315,7 +315,7 @@ def _label_evidence(s, runs, split, quality, key):
     if m is not None:
         out.append(f"{label(key)}: its labels ({_method(s, key, split)}) keep "
                    f"{100 * m['kept_ratio']:.1f}% of the unlabeled pixels of split "
-                   f"{_frac(s.get('quality_split', split))} at precision "
+                   f"{frac(s.get('quality_split', split))} at precision "
                    f"{100 * m['precision']:.1f}%")
     cals = [r['calibration'] for r in runs.get(key + (split, ), {}).values()
             if r.get('calibration')]
@@ -370,12 +370,12 @@ def effects_section(s, training, quality, risk_quality):
              'what the runs\' calibration logged.', '']
     for split in s['splits']:
         table, evidence = effect_rows(s, training, split, quality)
-        lines += [f'### Split {_frac(split)}', ''] + table + ['']
+        lines += [f'### Split {frac(split)}', ''] + table + ['']
         if evidence:
             lines += ['Evidence where an effect does not hold:', ''] + evidence + ['']
     lines += [f"### The risk filter's actual precision >= 1 - target ({RISK_METHOD})", '',
               'The filter of the risk rows, calibrated on the labeled images of split '
-              f"{_frac(s.get('quality_split', '1-8'))}, applied to its unlabeled images and "
+              f"{frac(s.get('quality_split', '1-8'))}, applied to its unlabeled images and "
               'measured on their ground truth: it holds when the precision of the kept labels '
               'is at least 1 - target (one measurement per annotator, no seed).', '']
     return '\n'.join(lines + risk_rows(risk_quality, s))
@@ -466,7 +466,7 @@ def plot_miou(s, training, path):
                 continue
             mean, sd, n = spread(v)
             ax.bar(x, mean, width, color=f'C{j}', alpha=0.55, yerr=sd or 0, capsize=2,
-                   label=f'{_frac(sp)} labeled')
+                   label=f'{frac(sp)} labeled')
             ax.plot([x] * len(v), v, 'o', color='k', ms=2.5)
             ax.annotate(f'{mean:.1f}' + (f' {MARK}' if n < MIN_SEEDS else ''), (x, max(v)),
                         ha='center', va='bottom', fontsize=6, xytext=(0, 2),

@@ -23,7 +23,8 @@ sittings; an unfinished training run resumes from its last checkpoint):
    selection-set mIoU among the candidates (choices.py);
 5. pseudo-label quality of both annotators on the 1/8 split's unlabeled images (quality.py);
 6. the runs of plan.py in its order, each evaluated on the selection set and on val;
-7. the report: docs/results/camvid.md and its PNGs (report.py).
+7. the report: docs/results/camvid.md and its PNGs (report.py), and the README's table of
+   split 1/8 (report_readme.py; only when the report goes to docs/results).
 
 ``--plan`` prints every run, whether it is done, and its estimated cost, and runs nothing.
 ``--max-runs N`` stops after N runs trained in this sitting; ``--report-only`` writes the
@@ -477,6 +478,9 @@ def main(argv=None):
     keep_logs(runs, args.work_dir, args.out)
     import report
     path = report.write(args.work_dir, args.out, split_stems(QUALITY_SPLIT))
+    if osp.abspath(args.out) == osp.join(REPO, 'docs', 'results') and QUALITY_SPLIT in args.splits:
+        import report_readme
+        report_readme.update(osp.join(REPO, 'README.md'), summary, train_results, QUALITY_SPLIT)
     log(f'done in {summary["wall_seconds"] / 60:.1f} min: {path}')
 
 

@@ -398,6 +398,7 @@ def test_report_says_how_many_runs_are_finished(tmp_path):
     assert planned > 16
     assert (f'**16 of {planned} runs finished; rows with fewer than 3 seeds are marked †.**'
             in text)
+    assert 'Split 1/16 is not in this page' in text
     assert len(results['training']) == 16
     assert '[camvid_convergence.md](camvid_convergence.md)' in text
 

@@ -484,3 +484,42 @@ def test_readme_table_is_the_reports_table_between_its_markers(tmp_path):
     readme.write_text('no markers\n')
     with pytest.raises(ValueError, match='camvid-results'):
         report_readme.update(str(readme), results['summary'], results['training'])
+
+
+def test_prediction_picture_shows_kept_predictions_and_names_runs_without_any(tmp_path,
+                                                                              monkeypatch):
+    import cv2
+    import numpy as np
+    import report
+    import report_predictions
+    import training as rows
+    results = _fake_results(tmp_path)
+    val, labels = tmp_path / 'val', tmp_path / 'val_labels'
+    val.mkdir()
+    labels.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(val / f'0016E5_{i:05d}.jpg'), rng.integers(0, 255, (12, 16, 3), np.uint8))
+        cv2.imwrite(str(labels / f'0016E5_{i:05d}.png'), rng.integers(0, 11, (12, 16), np.uint8))
+    monkeypatch.setattr(report_predictions, 'VAL', str(val))
+    monkeypatch.setattr(report_predictions, 'VAL_LABELS', str(labels))
+    stems = report_predictions.val_stems()
+    assert stems == ['0016E5_00001', '0016E5_00002']
+    for row, group in (('supervised', None), ('raw', 'strong')):
+        kept = osp.join(rows.run_dir(str(tmp_path), report.report_training.ROW[row], '1-8', 0,
+                                     group), 'val_predictions')
+        os.makedirs(kept)
+        for stem in stems:   # kept predictions are read, no network is loaded
+            cv2.imwrite(osp.join(kept, f'{stem}.png'), np.full((12, 16), 3, np.uint8))
+    out = tmp_path / 'out'
+    out.mkdir()
+    text = report.predictions_section(results['summary'], results['training'], str(tmp_path),
+                                      str(out))
+    picture = cv2.imread(str(out / 'camvid_predictions.png'))
+    # image, ground truth, supervised, raw: 4 panels of 8 px and 3 gaps
+    assert picture.shape[1] == 4 * 8 + 3 * 4
+    assert '![predictions on val](camvid_predictions.png)' in text
+    # conformal_pixel (strong) and conformalsam (strong) finished seed 0 but kept nothing
+    lost = _md_line(text, 'Not pictured')
+    assert '1-8/seed0/strong/conformal_pixel' in lost and '1-8/seed0/strong/conformalsam' in lost
+    assert 'Supervised' not in lost

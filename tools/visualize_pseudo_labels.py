@@ -185,12 +185,13 @@ def _text_width(text, scale=0.45, thickness=1):
     return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0]
 
 
-def legend(width, classes, palette, font=0.45, swatch=14, pad=6):
-    """(h, width, 3) RGB legend: a swatch and the name of every class, then the rejected and
-    void fills, wrapped into rows."""
+def legend(width, classes, palette, font=0.45, swatch=14, pad=6, rejected=True):
+    """(h, width, 3) RGB legend: a swatch and the name of every class, then the rejected
+    (unless ``rejected`` is False) and void fills, wrapped into rows."""
     items = [(name, np.full((swatch, swatch, 3), colour, np.uint8))
              for name, colour in zip(classes, palette)]
-    items.append(('rejected by the filter (white, grey hatching)', hatch((swatch, swatch))))
+    if rejected:
+        items.append(('rejected by the filter (white, grey hatching)', hatch((swatch, swatch))))
     colour, name = void_colour(palette)
     items.append((f'void / ignored ground truth ({name})',
                   np.full((swatch, swatch, 3), colour, np.uint8)))

@@ -39,6 +39,7 @@ def write(work_root, out_dir, quality_stems):
     if training:
         report_training.plot_miou(s, training, osp.join(out_dir, 'camvid_miou.png'))
         parts.append(report_training.training_section(s, training))
+        parts.append(predictions_section(s, training, work_root, out_dir))
     parts.append(report_training.effects_section(s, training, quality,
                                                  risk_quality(work_root, s, quality)))
     if quality:
@@ -54,6 +55,47 @@ def write(work_root, out_dir, quality_stems):
     with open(path, 'w') as f:
         f.write('\n\n'.join(p for p in parts if p) + '\n')
     return path
+
+
+# the rows whose predictions the picture shows (the strong annotator's, where a row reads one)
+PICTURE_ROWS = ('supervised', 'raw', 'conformal_pixel', 'risk', 'conformalsam',
+                'conformalsam_risk', 'unimatch', 'unimatch_conformalsam', 'allspark',
+                'allspark_conformalsam')
+
+
+def predictions_section(s, training, work_root, out_dir, split='1-8'):
+    """What the networks of one seed predict on two val frames (camvid_predictions.png)."""
+    import report_predictions
+    import training as training_rows
+    from conformalsam_mmseg.datasets.camvid import CamVidDataset
+    done = {(r['row'], r.get('group'), r['seed']) for r in training if r['split'] == split}
+    if not done:
+        return ''
+    seed = min(k[2] for k in done)
+    runs, lost = [], []
+    for name in PICTURE_ROWS:
+        row = report_training.ROW[name]
+        group = 'strong' if row.conformalsam else None
+        if (name, group, seed) in done:
+            wd = training_rows.run_dir(work_root, row, split, seed, group)
+            (runs if report_predictions.can_predict(wd) else lost).append((row, wd))
+    text = [f'### What the networks predict (seed {seed}, split {frac(split)})', '']
+    if runs:
+        stems = report_predictions.val_stems()
+        columns = [(row.short, report_predictions.predictions(wd, row.config, stems))
+                   for row, wd in runs]
+        meta = CamVidDataset.METAINFO
+        report_predictions.plot(columns, stems, osp.join(out_dir, 'camvid_predictions.png'),
+                                meta['classes'], meta['palette'])
+        text += ['Two val frames (0016E5), their ground truth and the prediction of each '
+                 f'finished method\'s seed-{seed} network at its last iteration (the strong '
+                 'annotator\'s rows; `mmseg.apis.inference_model` on the run\'s checkpoint and '
+                 'config).', '', '![predictions on val](camvid_predictions.png)']
+    if lost:
+        text += ['', 'Not pictured (neither a checkpoint nor kept predictions in the work dir): '
+                 + ', '.join(f'{row.label} (`{osp.relpath(wd, work_root)}`)' for row, wd in lost)
+                 + '.']
+    return '\n'.join(text)
 
 
 def risk_quality(work_root, s, quality):

@@ -523,3 +523,20 @@ def test_prediction_picture_shows_kept_predictions_and_names_runs_without_any(tm
     lost = _md_line(text, 'Not pictured')
     assert '1-8/seed0/strong/conformal_pixel' in lost and '1-8/seed0/strong/conformalsam' in lost
     assert 'Supervised' not in lost
+
+
+def test_bn_comparison_pairs_seeds_and_compares_with_the_seed_spread():
+    import report_convergence as rc
+    groups = {('selection', 0.1): {0: {250: 30.0, 1750: 40.0}, 1: {250: 32.0, 1750: 41.0},
+                                   2: {250: 34.0, 1750: 42.0}},
+              ('val', 0.1): {0: {250: 40.0, 1750: 50.0}, 1: {250: 40.0, 1750: 53.0},
+                             2: {250: 40.0, 1750: 56.0}},
+              ('selection', None): {0: {250: 26.0, 1750: 38.0}},
+              ('val', None): {0: {250: 41.0, 1750: 47.0}}}
+    stats = {k: {it: (m, sd) for it, m, sd, _ in rc._stats(v)} for k, v in groups.items()}
+    text = '\n'.join(rc.bn_comparison(groups, stats, 1750))
+    assert 'selection mIoU of 0.1 minus 0.01, seed 0: 250: +4.0, 1750: +2.0.' in text
+    assert 'val mIoU of 0.1 minus 0.01, seed 0: 250: -1.0, 1750: +3.0.' in text
+    # std of 40, 41, 42 is 1.0 (2.0 is beyond it); of 50, 53, 56 is 3.0 (3.0 is within it)
+    assert ('At the chosen length (1750), seed 0: selection +2.0 (beyond the BN 0.1 seeds\' '
+            'std 1.0), val +3.0 (within the BN 0.1 seeds\' std 3.0).') in text

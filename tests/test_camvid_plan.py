@@ -90,15 +90,29 @@ def test_chosen_values_reach_the_rows_options():
     assert cp['train_dataloader.dataset.annotator_cache'] == plan.ANNOTATORS['weak']
 
 
-def test_threads_are_the_free_cores(monkeypatch):
+def test_threads_are_the_free_cores(monkeypatch, tmp_path):
     monkeypatch.delenv('CAMVID_BENCHMARK_THREADS', raising=False)
     monkeypatch.setattr(training.os, 'cpu_count', lambda: 8)
+    monkeypatch.setattr(training, 'idle_share', lambda window: 0.74)
+    assert training.free_cores() == 6          # round(8 x 0.74)
+    monkeypatch.setattr(training, 'idle_share', lambda window: 0.0)
+    assert training.free_cores() == 1
+    # without /proc/stat: cores minus the 1-minute load average
+    monkeypatch.setattr(training, 'idle_share', lambda window: None)
     monkeypatch.setattr(training.os, 'getloadavg', lambda: (2.6, 0, 0))
     assert training.free_cores() == 5
-    monkeypatch.setattr(training.os, 'getloadavg', lambda: (11.0, 0, 0))
-    assert training.free_cores() == 1
     monkeypatch.setenv('CAMVID_BENCHMARK_THREADS', '3')
     assert training.free_cores() == 3
+
+
+def test_idle_share_reads_the_idle_and_iowait_time(tmp_path, monkeypatch):
+    stat = tmp_path / 'stat'
+    lines = iter(['cpu  100 0 50 800 50 0 0 0 0 0\n',      # total 1000, idle 850
+                  'cpu  400 0 100 1300 100 0 0 0 0 0\n'])  # total 1900, idle 1400
+    monkeypatch.setattr(training.time, 'sleep', lambda s: stat.write_text(next(lines)))
+    stat.write_text(next(lines))
+    assert training.idle_share(1.0, str(stat)) == pytest.approx(550 / 900)
+    assert training.idle_share(1.0, str(tmp_path / 'missing')) is None
 
 
 def test_kept_logs_hold_the_result_config_and_the_trimmed_log(tmp_path):

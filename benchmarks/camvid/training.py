@@ -219,13 +219,33 @@ def run(config, opts, work_dir, protocol, log=print, result=None):
     return out
 
 
-def free_cores():
-    """Threads for a run: ``CAMVID_BENCHMARK_THREADS`` if set, else the cores left free by
-    other work when the run starts (cores minus the 1-minute load average), at least 1."""
+def free_cores(window=2.0):
+    """Threads for a run: ``CAMVID_BENCHMARK_THREADS`` if set, else the cores idle while the
+    run starts (the idle share of all cores over ``window`` seconds, from /proc/stat), at
+    least 1. The load average would count the benchmark's own work of the last minutes (its
+    label-quality pass, the previous run's test) as other work."""
     if os.environ.get('CAMVID_BENCHMARK_THREADS'):
         return int(os.environ['CAMVID_BENCHMARK_THREADS'])
     cores = os.cpu_count() or 1
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    idle = idle_share(window)
+    if idle is None:   # no /proc/stat: the 1-minute load average
+        return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    return max(1, min(cores, round(cores * idle)))
+
+
+def idle_share(window, stat='/proc/stat'):
+    """The share of CPU time spent idle (idle + iowait) over ``window`` seconds, or None."""
+    def read():
+        with open(stat) as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields[:8]), fields[3] + fields[4]   # guest time is counted in user time
+    try:
+        total0, idle0 = read()
+        time.sleep(window)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (idle1 - idle0) / (total1 - total0) if total1 > total0 else None
 
 
 def _run_logged(cmd, log_path, log, progress_seconds):

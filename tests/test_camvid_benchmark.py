@@ -94,7 +94,7 @@ def test_every_row_trains_the_same_schedule_on_its_split():
     seen = set()
     for row in training.ROWS:
         opts = training.row_options(row, '1-4', 3, protocol,
-                                    choices={None: dict(tau=0.7, alpha=0.3)})
+                                    choices={None: dict(tau=0.7, alpha=0.3, risk_target=0.1)})
         assert osp.exists(osp.join(training.CONFIGS, row.config))
         assert opts['train_cfg.max_iters'] == 50 and opts['randomness.seed'] == 3
         if row.host in training.HOST_RECIPES:   # the authors' street-scene recipe
@@ -112,6 +112,11 @@ def test_every_row_trains_the_same_schedule_on_its_split():
     raw = training.row_options(training.ROWS[1], '1-4', 0, protocol)
     assert raw['model.pseudo_label_head.confidence_threshold'] == 0.0
     assert raw['model.self_reliance_at'] is None
+    for name in ('risk', 'conformalsam_risk'):   # target*, with the training default's risk
+        risk = training.row_options(next(r for r in training.ROWS if r.name == name), '1-4', 0, protocol,
+                                    choices={None: dict(risk_target=0.1)})
+        assert risk['model.pseudo_label_head.risk_cfg.target_error'] == 0.1
+        assert risk['model.pseudo_label_head.risk_cfg.risk'] == 'false_label_rate'
 
 
 def test_every_row_option_names_a_key_its_config_has():
@@ -126,7 +131,7 @@ def test_every_row_option_names_a_key_its_config_has():
     for row in training.ROWS:
         cfg = Config.fromfile(osp.join(training.CONFIGS, row.config))
         opts = training.row_options(row, '1-8', 0, protocol,
-                                    choices={None: dict(tau=0.7, alpha=0.3)})
+                                    choices={None: dict(tau=0.7, alpha=0.3, risk_target=0.1)})
         for key in set(opts) - new_keys:
             node = cfg
             for part in key.split('.'):
@@ -312,13 +317,14 @@ def _fake_quality():
     data = {f'img{i}': (probs[i], gt[i]) for i in range(8)}
     out = quality.evaluate(data.__getitem__, [f'img{i}' for i in range(4)],
                            [f'img{i}' for i in range(4, 8)], CLASSES, alphas=(0.05, 0.2),
-                           taus=(0.5, 0.9), risk_targets=(0.05, ))
+                           taus=(0.5, 0.9), risk_targets=(0.05, 0.1))
     out = json.loads(json.dumps(out))      # as results.json holds it
     out.update(labeled=4, unlabeled=4, seconds=60.0)
     strong, weak = out, json.loads(json.dumps(out))
     risk = 'risk false_label_rate pixel, target 0.05'
     strong['methods'][risk].update(kept_ratio=0.5, precision=0.97)
-    weak['methods'][risk].update(kept_ratio=0.4, precision=0.9)
+    risk = 'risk false_label_rate pixel, target 0.1'    # the weak annotator's target*
+    weak['methods'][risk].update(kept_ratio=0.4, precision=0.88)
     weak['risk_calibration'][risk]['groups'][0].update(
         threshold=0.93, risk=0.03, risk_interval=[0.01, 0.045], source='calibrated')
     strong['methods']['conformal pixel, alpha 0.05'].update(kept_ratio=0.99, precision=0.755)
@@ -351,6 +357,12 @@ def _fake_results(tmp_path):
                                   dict(alpha=0.1, q=0.5, kept=0.985)]),
             'weak': dict(alpha=None, min_removed=0.01,
                          table=[dict(alpha=0.05, q=0.9, kept=1.0)])}},
+        risk_target_choices={'1-8': {
+            'strong': dict(risk_target=0.05, table=[
+                dict(target=0.05, threshold=0.9, n=46, n_needed=45)]),
+            'weak': dict(risk_target=0.1, table=[
+                dict(target=0.05, threshold=None, n=46, n_needed=45),
+                dict(target=0.1, threshold=0.97, n=46, n_needed=22)])}},
         tau_choices={'1-8': None},
         caches={g: dict(bytes=2 ** 30, entries=367, codec='zlib', topk=None)
                 for g in ('strong', 'weak')},
@@ -436,9 +448,11 @@ def test_report_effects_state_each_verdict_with_its_evidence(tmp_path):
     assert "its runs' calibration logged q 0.620, kept 98.0%" in evidence
     assert 'on the selection set the same difference is' in evidence
     # the risk filter: precision against 1 - target, per annotator
-    assert '| strong | 50.0 | 97.0 | 95 | holds |' in text
-    assert ('| weak | 40.0 | 90.0 | 95 | does not hold (labeled images: t = 0.930 certified on 4 '
-            'images, estimated false-label rate 3.00% [1.00, 4.50]) |') in text
+    assert '| strong | 0.05 | 50.0 | 97.0 | 95 | holds |' in text
+    assert ('| weak | 0.1 | 40.0 | 88.0 | 90 | does not hold (labeled images: t = 0.930 '
+            'certified on 4 images, estimated false-label rate 3.00% [1.00, 4.50]) |') in text
+    assert ('strong: target* = 0.05 (0.05: t = 0.900); weak: target* = 0.1 (0.05: none '
+            'certified, 0.1: t = 0.970).') in text
     assert 'when every seed\'s difference (same seed, val mIoU) has the expected sign and the ' \
         'mean difference exceeds the standard deviation' in text
 

@@ -183,3 +183,21 @@ def test_alpha_choices_are_recomputed_when_a_cache_is_remade(tmp_path, monkeypat
     commands['weak'] = 'make weak'    # the weak cache is remade with every class
     out = bench.alpha_choices(str(tmp_path), ['1-8'])
     assert calls[2:] == ['weak'] and out['1-8']['weak']['cache'] == 'make weak'
+
+
+def test_the_smallest_risk_target_that_certifies_by_hand():
+    # every image: two pixels at 0.99 (right) and two at 0.6 (wrong); a threshold above 0.6
+    # keeps only right labels (error 0), and Learn-then-Test certifies target 0.05 from 45
+    # images with no error, 0.1 from 22 (docs/conformal.md): with 30 images, 0.1 is the first
+    probs = torch.tensor([[0.99, 0.99, 0.6, 0.6], [0.01, 0.01, 0.4, 0.4]]).view(2, 1, 4)
+    gt = torch.tensor([[0, 0, 1, 1]])
+    stems = [f'img{i}' for i in range(30)]
+    out = choices.choose_risk_target(lambda stem: (probs, gt), stems, 2)
+    table = {row['target']: row for row in out['table']}
+    assert table[0.05]['threshold'] is None and table[0.05]['n_needed'] == 45
+    assert table[0.05]['n'] == 30
+    assert 0.6 < table[0.1]['threshold'] <= 0.99 and table[0.1]['n_needed'] == 22
+    assert out['risk_target'] == 0.1 and out['risk'] == 'false_label_rate'
+    # with 45 images, 0.05 certifies
+    many = [f'img{i}' for i in range(45)]
+    assert choices.choose_risk_target(lambda stem: (probs, gt), many, 2)['risk_target'] == 0.05

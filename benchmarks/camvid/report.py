@@ -43,7 +43,7 @@ def write(work_root, out_dir, quality_stems):
     parts.append(report_training.effects_section(s, training, quality,
                                                  risk_quality(work_root, s, quality)))
     if quality:
-        plot_curves(quality, osp.join(out_dir, 'camvid_precision_vs_kept.png'))
+        plot_curves(quality, osp.join(out_dir, 'camvid_precision_vs_kept.png'), s)
         parts.append(_quality_section(quality, s))
         strong = quality.get('cross_sequence_strong')
         if strong and osp.isdir(caches.get('strong', '')):
@@ -102,8 +102,8 @@ def risk_quality(work_root, s, quality):
     """{group: quality results with the risk rows' filter}: the quality entry of the annotator,
     else (strong) run.py --risk-only's file, where either has the method."""
     out = {}
-    method = report_training.RISK_METHOD
     for group in report_training.groups(s):
+        method = report_training.risk_method(report_training.risk_target(s, group))
         q = quality.get(f'cross_sequence_{group}')
         path = osp.join(work_root, f"risk_quality_{s.get('quality_split', '1-8')}_"
                                    f'cross_sequence_{group}.json')
@@ -212,11 +212,12 @@ def _thresholds_table(q):
                     if n.startswith('conformal') and ', alpha' in n]
 
 
-def _annotator_quality(name, q):
-    """The tables of one real annotator: every method, per-class precision, thresholds."""
+def _annotator_quality(name, q, risk):
+    """The tables of one real annotator: every method, per-class precision (``risk``: the risk
+    rows' filter), thresholds."""
     per_class = [m for m in ('raw', 'threshold 0.9', 'conformal pixel, alpha 0.05',
                              'conformal pixel, alpha 0.2', 'conformal class, alpha 0.05',
-                             report_training.RISK_METHOD) if m in q['methods']]
+                             risk) if m in q['methods']]
     return ([f'### {NAMES.get(name, name)}', ''] + _quality_table(q)
             + ['', 'Per-class precision (%), by the class the labels assign:', '']
             + _per_class_table(q, per_class) + [''] + _thresholds_table(q) + [''])
@@ -236,7 +237,8 @@ def _quality_section(quality, s):
              'argmax where its probability is >= t, t chosen on the labeled images so that the '
              'error of the kept labels is at most the target.', '']
     for name in real:
-        lines += _annotator_quality(name, quality[name])
+        target = report_training.risk_target(s, name[len('cross_sequence_'):])
+        lines += _annotator_quality(name, quality[name], report_training.risk_method(target))
     for name in quality:
         if name not in real:
             lines += [f'### {NAMES.get(name, name)}', ''] + _quality_table(quality[name]) + ['']
@@ -247,7 +249,7 @@ def _quality_section(quality, s):
 
 
 # --- pictures -----------------------------------------------------------------------------
-def plot_curves(quality, path):
+def plot_curves(quality, path, s):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -276,10 +278,11 @@ def plot_curves(quality, path):
         raw = q['methods']['raw']
         ax.plot(100 * raw['kept_ratio'], 100 * raw['precision'], '*', color='tab:red', ms=9,
                 label='raw argmax')
-        risk = q['methods'].get(report_training.RISK_METHOD)
+        target = report_training.risk_target(s, name[len('cross_sequence_'):])
+        risk = q['methods'].get(report_training.risk_method(target))
         if risk and risk['kept_ratio']:
             ax.plot(100 * risk['kept_ratio'], 100 * risk['precision'], 'D', color='tab:green',
-                    ms=5, label=f'risk filter, target {report_training.RISK_TARGET:g}')
+                    ms=5, label=f'risk filter, target {target:g}')
         ax.set_title(NAMES.get(name, name).split(' (')[0], fontsize=9)
         ax.set_xlabel('kept pixels (%)')
         ax.set_ylabel('precision (%)')

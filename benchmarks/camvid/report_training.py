@@ -18,16 +18,29 @@ MARK = '†'
 CANDIDATE = 'threshold_candidate_'
 GROUPS = ('strong', 'weak')
 PAPER_ALPHA = 0.05
-RISK_TARGET = 0.05     # the risk rows' false-label-rate target (training.ROWS)
-RISK_METHOD = f'risk false_label_rate pixel, target {RISK_TARGET:g}'   # quality.methods()
+RISK_TARGET = 0.05     # the risk rows' target when no target* is recorded (training.ROWS)
+
+
+def risk_method(target):
+    """quality.methods()' name of the risk rows' filter at ``target``."""
+    return f'risk false_label_rate pixel, target {target:g}'
+
+
+def risk_target(s, group, split=None):
+    """The risk rows' target of ``group``: target* chosen on the labeled images of ``split``
+    (default: the quality split), else RISK_TARGET."""
+    split = split or s.get('quality_split', '1-8')
+    chosen = (((s.get('risk_target_choices') or {}).get(split) or {}).get(group) or {})
+    return chosen.get('risk_target') or RISK_TARGET
+
+
 FILTERED = ('threshold_0.9', 'threshold_best', 'conformal_pixel', 'conformal_pixel_filtering',
             'conformal_class', 'risk')
 # the quality.py method whose labels a row trains on (rows with a chosen value: _method)
 METHOD = {'raw': 'raw', 'threshold_0.9': 'threshold 0.9',
           'conformal_pixel': f'conformal pixel, alpha {PAPER_ALPHA:g}',
           'conformal_class': f'conformal class, alpha {PAPER_ALPHA:g}',
-          'risk': RISK_METHOD, 'conformalsam': f'conformal pixel, alpha {PAPER_ALPHA:g}',
-          'conformalsam_risk': RISK_METHOD,
+          'conformalsam': f'conformal pixel, alpha {PAPER_ALPHA:g}',
           'unimatch_conformalsam': f'conformal pixel, alpha {PAPER_ALPHA:g}',
           'allspark_conformalsam': f'conformal pixel, alpha {PAPER_ALPHA:g}'}
 COST_CLASSES = {'supervised': 'Supervised only',
@@ -161,7 +174,8 @@ def choices_text(s, training, split):
         lines.append(f'alpha* (labeled images only): the smallest alpha of the grid whose '
                      f'pixel-mode filter removes at least {100 * minimum:g}% of the labeled '
                      'images\' pixels; ' + '; '.join(parts) + '.')
-    return [x for line in lines for x in (line, '')]
+    lines.append(risk_target_text(s, split))
+    return [x for line in lines if line for x in (line, '')]
 
 
 def _tau_text(s, training, split):
@@ -297,6 +311,8 @@ def _method(s, key, split):
     if row == 'threshold_best':
         tau = (s.get('tau_choices') or {}).get(split)
         return None if tau is None else f'threshold {tau:g}'
+    if row in ('risk', 'conformalsam_risk'):
+        return risk_method(risk_target(s, group, split))
     if row == 'conformal_pixel_filtering':
         alpha = (((s.get('alpha_choices') or {}).get(split) or {}).get(group) or {}).get('alpha')
         return None if alpha is None else f'conformal pixel, alpha {alpha:g}'
@@ -328,38 +344,61 @@ def _label_evidence(s, runs, split, quality, key):
 
 def risk_rows(risk_quality, s):
     """The risk filter's precision on the unlabeled images against 1 - target, per group."""
-    lines = ['| annotator | kept % | actual precision % | 1 - target % | verdict |',
-             '|---|---|---|---|---|']
+    lines = ['| annotator | target | kept % | actual precision % | 1 - target % | verdict |',
+             '|---|---|---|---|---|---|']
     for group in groups(s):
+        target = risk_target(s, group)
+        method = risk_method(target)
         q = risk_quality.get(group)
-        m = (q or {}).get('methods', {}).get(RISK_METHOD)
+        m = (q or {}).get('methods', {}).get(method)
         if m is None:
-            lines.append(f'| {group} | - | - | {100 * (1 - RISK_TARGET):g} | not measured yet |')
+            lines.append(f'| {group} | {target:g} | - | - | {100 * (1 - target):g} | '
+                         'not measured yet |')
             continue
         if not m['kept_ratio']:
-            pooled = q['risk_calibration'][RISK_METHOD]['groups'][0]
+            pooled = q['risk_calibration'][method]['groups'][0]
             result = (f"not measurable: keeps no unlabeled pixel (calibration: {pooled['source']}"
                       f", {pooled['n']} labeled images, {pooled['n_needed']} needed)")
             precision = '-'
         else:
-            result = 'holds' if m['precision'] >= 1 - RISK_TARGET else 'does not hold'
+            result = 'holds' if m['precision'] >= 1 - target else 'does not hold'
             if result == 'does not hold':
-                result += f' ({_risk_calibration_text(q)})'
+                result += f' ({_risk_calibration_text(q, method)})'
             precision = f"{100 * m['precision']:.1f}"
-        lines.append(f"| {group} | {100 * m['kept_ratio']:.1f} | {precision} | "
-                     f'{100 * (1 - RISK_TARGET):g} | {result} |')
+        lines.append(f"| {group} | {target:g} | {100 * m['kept_ratio']:.1f} | {precision} | "
+                     f'{100 * (1 - target):g} | {result} |')
     return lines
 
 
-def _risk_calibration_text(q):
+def _risk_calibration_text(q, method):
     """What the calibration on the labeled images certified, from the quality results."""
-    pooled = ((q.get('risk_calibration') or {}).get(RISK_METHOD) or {}).get('groups', [{}])[0]
+    pooled = ((q.get('risk_calibration') or {}).get(method) or {}).get('groups', [{}])[0]
     if pooled.get('threshold') is None:
         return 'no calibration recorded'
     lo, hi = pooled['risk_interval']
     return (f"labeled images: t = {pooled['threshold']:.3f} certified on {pooled['n']} images, "
             f"estimated false-label rate {100 * pooled['risk']:.2f}% "
             f'[{100 * lo:.2f}, {100 * hi:.2f}]')
+
+
+def risk_target_text(s, split):
+    """How target* was chosen, and what it is per annotator."""
+    chosen = (s.get('risk_target_choices') or {}).get(split) or {}
+    if not chosen:
+        return ''
+    parts = []
+    for group, c in chosen.items():
+        table = ', '.join(f"{row['target']:g}: " + (
+            f"t = {row['threshold']:.3f}" if row['threshold'] is not None else
+            f"none ({row['n']} images, {row['n_needed']} needed with no error observed)"
+            if row['n'] < row['n_needed'] else 'none certified') for row in c['table'])
+        parts.append(f"{group}: target* = "
+                     + ('none, so the risk rows do not run' if c['risk_target'] is None
+                        else f"{c['risk_target']:g}") + f' ({table})')
+    return ('target* (labeled images only): the smallest target of the grid at which the '
+            'risk-controlled filter (false-label rate, pixel mode, delta 0.1) certifies a '
+            'threshold; a smaller target keeps no pseudo-label and repeats the supervised row. '
+            + '; '.join(parts) + '.')
 
 
 def effects_section(s, training, quality, risk_quality):
@@ -373,7 +412,8 @@ def effects_section(s, training, quality, risk_quality):
         lines += [f'### Split {frac(split)}', ''] + table + ['']
         if evidence:
             lines += ['Evidence where an effect does not hold:', ''] + evidence + ['']
-    lines += [f"### The risk filter's actual precision >= 1 - target ({RISK_METHOD})", '',
+    lines += ["### The risk filter's actual precision >= 1 - target (false-label rate, pixel "
+              'mode, target* per annotator)', '',
               'The filter of the risk rows, calibrated on the labeled images of split '
               f"{frac(s.get('quality_split', '1-8'))}, applied to its unlabeled images and "
               'measured on their ground truth: it holds when the precision of the kept labels '

@@ -19,7 +19,8 @@ sittings; an unfinished training run resumes from its last checkpoint):
 3. the length: benchmarks/camvid/convergence.py's choice (WORK_DIR/convergence/length.json;
    the study runs first when it has not finished), unless ``--iters``;
 4. the choices: per annotator, the smallest alpha whose pixel-mode filter removes >= 1% of the
-   labeled images' pixels (labeled images only), and the fixed threshold t* with the best
+   labeled images' pixels and the smallest risk target (false-label rate) that the labeled
+   images certify (labeled images only), and the fixed threshold t* with the best
    selection-set mIoU among the candidates (choices.py);
 5. pseudo-label quality of both annotators on the 1/8 split's unlabeled images (quality.py);
 6. the runs of plan.py in its order, each evaluated on the selection set and on val;
@@ -224,14 +225,15 @@ def run_quality(work_root):
     results = {}
     for name, make in sources.items():
         path = osp.join(work_root, f'quality_{QUALITY_SPLIT}_{name}.json')
-        if not osp.exists(path) or (
-                json.load(open(path)).get('cache') != fingerprints.get(name)):
+        if not osp.exists(path) or _stale(json.load(open(path)), fingerprints.get(name),
+                                          quality_risk_targets(name)):
             log(f'pseudo-label quality: {name} on the {len(unlabeled)} unlabeled images of '
                 f'split {QUALITY_SPLIT}')
             start = time.perf_counter()
             out = quality.evaluate(make(), labeled, unlabeled, classes, alphas=ALPHAS,
                                    taus=TAUS, curve_alphas=CURVE_ALPHAS, progress=_progress,
-                                   risk_targets=(0.05, ))
+                                   risk_targets=quality_risk_targets(name))
+            out['risk_targets'] = list(quality_risk_targets(name))
             out['seconds'] = time.perf_counter() - start
             out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
             out['cache'] = fingerprints.get(name)
@@ -239,6 +241,18 @@ def run_quality(work_root):
         with open(path) as f:
             results[name] = json.load(f)
     return results
+
+
+def quality_risk_targets(source):
+    """The risk filter's targets measured for a quality source: every target* candidate for
+    the real annotators (the risk rows train at the chosen one), the default for the others."""
+    import choices
+    return choices.RISK_TARGET_GRID if source.startswith('cross_sequence') else (0.05, )
+
+
+def _stale(stored, fingerprint, risk_targets):
+    return (stored.get('cache') != fingerprint
+            or stored.get('risk_targets', [0.05]) != list(risk_targets))
 
 
 def run_risk_quality(work_root):
@@ -296,10 +310,13 @@ def cache_fingerprint(group):
     return manifest.get('command')
 
 
-def alpha_choices(work_root, splits):
-    """{split: {group: choose_alpha result}}, from the labeled images; cached as JSON."""
+def labeled_choices(work_root, splits, name='alpha'):
+    """{split: {group: choices.choose_<name> result}}, read from the labeled images of each
+    split (``name``: 'alpha' or 'risk_target'); cached in WORK_DIR/choices_<name>.json and
+    recomputed when the group's cache was remade."""
     import choices
-    path = osp.join(work_root, 'choices_alpha.json')
+    choose = getattr(choices, f'choose_{name}')
+    path = osp.join(work_root, f'choices_{name}.json')
     out = json.load(open(path)) if osp.exists(path) else {}
     for split in splits:
         for group in plan.ANNOTATORS:
@@ -309,10 +326,17 @@ def alpha_choices(work_root, splits):
             if out.get(split, {}).get(group, {}).get('cache') != fingerprint:
                 labeled, _ = split_stems(split)
                 out.setdefault(split, {})[group] = dict(
-                    choices.choose_alpha(cache_source(group), labeled, NUM_CLASSES),
-                    cache=fingerprint)
+                    choose(cache_source(group), labeled, NUM_CLASSES), cache=fingerprint)
                 _dump(out, path)
     return out
+
+
+def alpha_choices(work_root, splits):
+    return labeled_choices(work_root, splits, 'alpha')
+
+
+def risk_target_choices(work_root, splits):
+    return labeled_choices(work_root, splits, 'risk_target')
 
 
 def choose_tau(results, split, group='strong'):
@@ -333,9 +357,12 @@ def choose_tau(results, split, group='strong'):
 SEED_OF_CHOICES = 0
 
 
-def execute(run, protocol, work_root, results, alphas):
+def execute(run, protocol, work_root, results, alphas, risk_targets=None):
     """Train one run of the plan (or read it) and return its result."""
+    risk_targets = risk_targets or {}
     group_choices = {g: dict(alpha=alphas[run.split].get(g, {}).get('alpha'),
+                             risk_target=risk_targets.get(run.split, {}).get(g, {}).get(
+                                 'risk_target'),
                              tau=choose_tau(results, run.split, g)) for g in plan.ANNOTATORS}
     row = plan.ROW[run.row]
     extra = None
@@ -347,6 +374,9 @@ def execute(run, protocol, work_root, results, alphas):
     elif row.choice == 'alpha' and group_choices[run.group]['alpha'] is None:
         raise RuntimeError(f'{run.describe()}: no alpha of the grid filters for the '
                            f'{run.group} annotator (choices_alpha.json)')
+    elif row.choice == 'risk_target' and group_choices[run.group]['risk_target'] is None:
+        raise RuntimeError(f'{run.describe()}: no target of the grid is certified for the '
+                           f'{run.group} annotator (choices_risk_target.json)')
     return training.run_row(row, run.split, run.seed, protocol, work_root, log=log,
                             group=run.group, choices=group_choices,
                             name=run.name if run.tau is not None else None, extra=extra)
@@ -410,7 +440,7 @@ def collect(runs, work_root):
     return out
 
 
-def run_training(args, protocol, runs, alphas):
+def run_training(args, protocol, runs, alphas, risk_targets):
     results = collect(runs, args.work_dir)
     trained = 0
     for n, run in enumerate(runs, 1):
@@ -423,7 +453,7 @@ def run_training(args, protocol, runs, alphas):
         left = sum(plan.estimate(r, protocol['iters'], speeds)
                    for r in runs[n - 1:] if finished(r, args.work_dir) != 'done')
         log(f'[{n}/{len(runs)}] {run.describe()}: ~{left / 3600:.1f} h left in the plan')
-        r = execute(run, protocol, args.work_dir, results, alphas)
+        r = execute(run, protocol, args.work_dir, results, alphas, risk_targets)
         trained += 1
         log(f'    selection mIoU {r["mIoU"]:.2f}, val mIoU {r["val"][max(r["val"], key=int)]:.2f}'
             f', {r["wall_seconds"] / 60:.0f} min')
@@ -462,15 +492,17 @@ def main(argv=None):
     protocol = dict(iters=iters, lr=args.lr, labeled_batch=4, log_interval=50, selection=True,
                     test_on_val=True, annotators=dict(plan.ANNOTATORS))
     alphas = alpha_choices(args.work_dir, args.splits)
+    risk_targets = risk_target_choices(args.work_dir, args.splits)
     quality_results = {} if args.skip_quality else run_quality(args.work_dir)
     train_results = (collect(runs, args.work_dir) if args.skip_training or args.report_only
-                     else run_training(args, protocol, runs, alphas))
+                     else run_training(args, protocol, runs, alphas, risk_targets))
     summary = dict(protocol=protocol, seeds=args.seeds, splits=args.splits, rows=args.rows,
                    planned=len(runs), quality_split=QUALITY_SPLIT, alphas=ALPHAS, taus=TAUS,
                    simulated_gaps=SIMULATED_GAPS,
                    caches={g: cache_size(osp.join(REPO, c)) for g, c in plan.ANNOTATORS.items()
                            if osp.isdir(osp.join(REPO, c))},
                    annotator_seconds=annotator_seconds, alpha_choices=alphas,
+                   risk_target_choices=risk_targets,
                    tau_choices={sp: choose_tau(train_results, sp) for sp in args.splits},
                    wall_seconds=time.perf_counter() - start, threads=os.cpu_count())
     _dump(dict(summary=summary, quality=quality_results, training=train_results),

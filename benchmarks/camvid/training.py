@@ -29,8 +29,9 @@ class Row:
     options: dict = field(default_factory=dict)
     host: str = 'none'           # the host method, for the cost table
     conformalsam: bool = False   # a ConformalSAM model: the row reads an annotator
-    choice: str = None           # 'tau' / 'alpha': an option chosen on the selection set /
-    #                              the labeled images before the row runs (choices.json)
+    choice: str = None           # 'tau' / 'alpha' / 'risk_target': an option chosen on the
+    #                              selection set / the labeled images before the row runs
+    #                              (choices.py)
 
 
 def _stage_one(**head):
@@ -70,14 +71,15 @@ ROWS = (
         conformalsam=True, choice='alpha'),
     Row('conformal_class', '+ conformal filtering, class mode, alpha 0.05',
         '+ CP class', CONFORMALSAM, _stage_one(mode='class', alpha=0.05), conformalsam=True),
-    Row('risk', '+ risk-controlled labels (false-label rate <= 0.05, delta 0.1)', '+ risk',
-        CONFORMALSAM, _stage_one(**_risk(0.05)), conformalsam=True),
+    Row('risk', '+ risk-controlled labels (false-label rate <= target*, delta 0.1)',
+        '+ risk', CONFORMALSAM, _stage_one(**_risk(0.05)), conformalsam=True,
+        choice='risk_target'),
     Row('conformalsam', 'ConformalSAM (Stage I + II), the paper\'s filter', 'ConformalSAM',
         CONFORMALSAM, host='SelfReliance', conformalsam=True),
     Row('conformalsam_risk', 'ConformalSAM (Stage I + II), risk-controlled filter',
         'ConformalSAM\nrisk', CONFORMALSAM,
         {f'model.pseudo_label_head.{k}': v for k, v in _risk(0.05).items()},
-        host='SelfReliance', conformalsam=True),
+        host='SelfReliance', conformalsam=True, choice='risk_target'),
     Row('unimatch', 'UniMatch', 'UniMatch', UNIMATCH, host='UniMatch'),
     Row('unimatch_conformalsam', 'UniMatch + ConformalSAM', 'UniMatch\n+ CSAM',
         'unimatch_conformalsam_camvid.py', host='UniMatch', conformalsam=True),
@@ -128,6 +130,9 @@ def row_options(row, split, seed, protocol, group=None, choices=None):
         opts['model.pseudo_label_head.confidence_threshold'] = (choices or {})[group]['tau']
     elif row.choice == 'alpha':
         opts['model.pseudo_label_head.alpha'] = (choices or {})[group]['alpha']
+    elif row.choice == 'risk_target':
+        opts['model.pseudo_label_head.risk_cfg.target_error'] = (
+            (choices or {})[group]['risk_target'])
     return opts
 
 

@@ -61,6 +61,7 @@ ALPHAS = (0.05, 0.1, 0.2)
 TAUS = (0.5, 0.9)
 CURVE_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
 RISK_TARGETS = (0.02, 0.05, 0.1)
+CHECKPOINT_INTERVAL = 250
 DATA = osp.join(REPO, 'data')
 CAMVID = osp.join(DATA, 'camvid')
 
@@ -489,8 +490,11 @@ def main(argv=None):
         print_plan(runs, iters, args.work_dir, measured_speeds(collect(runs, args.work_dir)))
         return
     annotator_seconds = {} if args.report_only else make_annotators()
+    # a checkpoint every 250 iterations (the last one kept): a run stopped with its sitting
+    # resumes from it in the next one instead of starting again
     protocol = dict(iters=iters, lr=args.lr, labeled_batch=4, log_interval=50, selection=True,
-                    test_on_val=True, annotators=dict(plan.ANNOTATORS))
+                    test_on_val=True, annotators=dict(plan.ANNOTATORS),
+                    checkpoint_interval=CHECKPOINT_INTERVAL, keep_checkpoints=1)
     alphas = alpha_choices(args.work_dir, args.splits)
     risk_targets = risk_target_choices(args.work_dir, args.splits)
     quality_results = {} if args.skip_quality else run_quality(args.work_dir)

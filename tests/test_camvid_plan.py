@@ -1,4 +1,5 @@
 """The CamVid benchmark's plan and choices (benchmarks/camvid/plan.py, choices.py, run.py)."""
+import json
 import os.path as osp
 import sys
 
@@ -116,7 +117,6 @@ def test_idle_share_reads_the_idle_and_iowait_time(tmp_path, monkeypatch):
 
 
 def test_kept_logs_hold_the_result_config_and_the_trimmed_log(tmp_path):
-    import json
     wd = tmp_path / 'run'
     wd.mkdir()
     (wd / 'result.json').write_text(json.dumps(dict(mIoU=40.0)))
@@ -136,7 +136,6 @@ def test_kept_logs_hold_the_result_config_and_the_trimmed_log(tmp_path):
 
 
 def test_the_length_comes_from_the_convergence_study(tmp_path, monkeypatch):
-    import json
     calls = []
 
     def study(cmd):
@@ -152,7 +151,6 @@ def test_the_length_comes_from_the_convergence_study(tmp_path, monkeypatch):
 
 
 def test_a_cache_with_fewer_classes_than_camvid_is_remade(tmp_path, monkeypatch):
-    import json
     calls = []
     caches = {g: str(tmp_path / g) for g in ('strong', 'weak')}
     for g, topk in (('strong', 11), ('weak', 3)):
@@ -176,12 +174,12 @@ def test_alpha_choices_are_recomputed_when_a_cache_is_remade(tmp_path, monkeypat
         calls.append(source)
         return dict(alpha=0.1, table=[])
     monkeypatch.setattr(choices, 'choose_alpha', choose)
-    out = bench.alpha_choices(str(tmp_path), ['1-8'])
+    out = bench.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
     assert sorted(calls) == ['strong', 'weak'] and out['1-8']['weak']['cache'] == 'make weak --topk 3'
-    bench.alpha_choices(str(tmp_path), ['1-8'])
+    bench.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
     assert len(calls) == 2            # the stored choices are read back
     commands['weak'] = 'make weak'    # the weak cache is remade with every class
-    out = bench.alpha_choices(str(tmp_path), ['1-8'])
+    out = bench.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
     assert calls[2:] == ['weak'] and out['1-8']['weak']['cache'] == 'make weak'
 
 
@@ -201,3 +199,17 @@ def test_the_smallest_risk_target_that_certifies_by_hand():
     # with 45 images, 0.05 certifies
     many = [f'img{i}' for i in range(45)]
     assert choices.choose_risk_target(lambda stem: (probs, gt), many, 2)['risk_target'] == 0.05
+
+
+def test_cached_json_computes_once_and_again_when_stale(tmp_path):
+    path, calls = str(tmp_path / 'q.json'), []
+
+    def compute():
+        calls.append(1)
+        return dict(cache=f'v{len(calls)}')
+    assert bench.cached_json(path, compute) == dict(cache='v1')
+    assert bench.cached_json(path, compute) == dict(cache='v1') and len(calls) == 1
+    stale = lambda stored: stored['cache'] != 'v2'  # noqa: E731
+    assert bench.cached_json(path, compute, stale=stale) == dict(cache='v2')
+    assert json.loads((tmp_path / 'q.json').read_text()) == dict(cache='v2')
+    assert bench.cached_json(path, compute, stale=stale) == dict(cache='v2') and len(calls) == 2

@@ -223,24 +223,27 @@ def run_quality(work_root):
         sources[f'simulated_gap{gap:g}'] = (lambda g=gap: quality.simulated_source(
             SimulatedAnnotator(gap=g, seed=0, background_index=None), images, labels, classes))
     fingerprints = {f'cross_sequence_{g}': cache_fingerprint(g) for g in plan.ANNOTATORS}
+
+    def measure(name, source, fingerprint, targets):
+        log(f'pseudo-label quality: {name} on the {len(unlabeled)} unlabeled images of '
+            f'split {QUALITY_SPLIT}')
+        start = time.perf_counter()
+        out = quality.evaluate(source, labeled, unlabeled, classes, alphas=ALPHAS, taus=TAUS,
+                               curve_alphas=CURVE_ALPHAS, progress=_progress,
+                               risk_targets=targets)
+        out['risk_targets'] = list(targets)
+        out['seconds'] = time.perf_counter() - start
+        out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
+        out['cache'] = fingerprint
+        return out
+
     results = {}
     for name, make in sources.items():
-        path = osp.join(work_root, f'quality_{QUALITY_SPLIT}_{name}.json')
-        if not osp.exists(path) or _stale(json.load(open(path)), fingerprints.get(name),
-                                          quality_risk_targets(name)):
-            log(f'pseudo-label quality: {name} on the {len(unlabeled)} unlabeled images of '
-                f'split {QUALITY_SPLIT}')
-            start = time.perf_counter()
-            out = quality.evaluate(make(), labeled, unlabeled, classes, alphas=ALPHAS,
-                                   taus=TAUS, curve_alphas=CURVE_ALPHAS, progress=_progress,
-                                   risk_targets=quality_risk_targets(name))
-            out['risk_targets'] = list(quality_risk_targets(name))
-            out['seconds'] = time.perf_counter() - start
-            out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
-            out['cache'] = fingerprints.get(name)
-            _dump(out, path)
-        with open(path) as f:
-            results[name] = json.load(f)
+        fingerprint, targets = fingerprints.get(name), quality_risk_targets(name)
+        results[name] = cached_json(   # the lambdas run within this iteration
+            osp.join(work_root, f'quality_{QUALITY_SPLIT}_{name}.json'),
+            lambda: measure(name, make(), fingerprint, targets),
+            stale=lambda stored: _stale(stored, fingerprint, targets))
     return results
 
 
@@ -266,22 +269,35 @@ def run_risk_quality(work_root):
     classes = CamVidDataset.METAINFO['classes']
     images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
     labeled, unlabeled = split_stems(QUALITY_SPLIT)
-    path = osp.join(work_root, f'risk_quality_{QUALITY_SPLIT}_cross_sequence_strong.json')
     fingerprint = cache_fingerprint('strong')
-    if not osp.exists(path) or json.load(open(path)).get('cache') != fingerprint:
+
+    def measure():
         log(f'risk-filter quality on the {len(unlabeled)} unlabeled images of split '
             f'{QUALITY_SPLIT}')
-        source = cache_source('strong')
         start = time.perf_counter()
-        out = quality.evaluate(source, labeled, unlabeled, classes, alphas=(0.05, 0.1),
-                               taus=(0.5, 0.9, 0.95, 0.98), risk_targets=RISK_TARGETS,
-                               progress=_progress)
+        out = quality.evaluate(cache_source('strong'), labeled, unlabeled, classes,
+                               alphas=(0.05, 0.1), taus=(0.5, 0.9, 0.95, 0.98),
+                               risk_targets=RISK_TARGETS, progress=_progress)
         out['seconds'] = time.perf_counter() - start
         out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
         out['cache'] = fingerprint
-        _dump(out, path)
-    with open(path) as f:
-        return json.load(f)
+        return out
+    return cached_json(
+        osp.join(work_root, f'risk_quality_{QUALITY_SPLIT}_cross_sequence_strong.json'),
+        measure, stale=lambda stored: stored.get('cache') != fingerprint)
+
+
+def cached_json(path, compute, stale=lambda stored: False):
+    """The JSON at ``path``, read once; ``compute()`` makes (and stores) it when the file is
+    missing or ``stale(stored)`` says it was made from something else."""
+    if osp.exists(path):
+        with open(path) as f:
+            stored = json.load(f)
+        if not stale(stored):
+            return stored
+    out = compute()
+    _dump(out, path)
+    return out
 
 
 def _dump(obj, path):
@@ -318,7 +334,7 @@ def labeled_choices(work_root, splits, name='alpha'):
     import choices
     choose = getattr(choices, f'choose_{name}')
     path = osp.join(work_root, f'choices_{name}.json')
-    out = json.load(open(path)) if osp.exists(path) else {}
+    out = cached_json(path, dict)
     for split in splits:
         for group in plan.ANNOTATORS:
             fingerprint = cache_fingerprint(group)
@@ -330,14 +346,6 @@ def labeled_choices(work_root, splits, name='alpha'):
                     choose(cache_source(group), labeled, NUM_CLASSES), cache=fingerprint)
                 _dump(out, path)
     return out
-
-
-def alpha_choices(work_root, splits):
-    return labeled_choices(work_root, splits, 'alpha')
-
-
-def risk_target_choices(work_root, splits):
-    return labeled_choices(work_root, splits, 'risk_target')
 
 
 def choose_tau(results, split, group='strong'):
@@ -495,8 +503,8 @@ def main(argv=None):
     protocol = dict(iters=iters, lr=args.lr, labeled_batch=4, log_interval=50, selection=True,
                     test_on_val=True, annotators=dict(plan.ANNOTATORS),
                     checkpoint_interval=CHECKPOINT_INTERVAL, keep_checkpoints=1)
-    alphas = alpha_choices(args.work_dir, args.splits)
-    risk_targets = risk_target_choices(args.work_dir, args.splits)
+    alphas = labeled_choices(args.work_dir, args.splits, 'alpha')
+    risk_targets = labeled_choices(args.work_dir, args.splits, 'risk_target')
     quality_results = {} if args.skip_quality else run_quality(args.work_dir)
     train_results = (collect(runs, args.work_dir) if args.skip_training or args.report_only
                      else run_training(args, protocol, runs, alphas, risk_targets))

@@ -156,23 +156,23 @@ def test_read_scalars_splits_time_by_stage(tmp_path):
 
 
 def test_missing_camvid_names_the_fix(tmp_path, monkeypatch):
-    import run
-    monkeypatch.setattr(run, 'CAMVID', str(tmp_path / 'data' / 'camvid'))
-    monkeypatch.setattr(run, 'SHARED_CAMVID', str(tmp_path / 'nowhere'))
+    import inputs
+    monkeypatch.setattr(inputs, 'CAMVID', str(tmp_path / 'data' / 'camvid'))
+    monkeypatch.setattr(inputs, 'SHARED_CAMVID', str(tmp_path / 'nowhere'))
     with pytest.raises(FileNotFoundError, match='tools/prepare_camvid.py'):
-        run.check_camvid()
+        inputs.check_camvid()
 
 
 def test_shared_camvid_is_linked_when_present(tmp_path, monkeypatch):
-    import run
+    import inputs
     shared = tmp_path / 'shared' / 'camvid'
     for sub in ('images/train', 'labels/train', 'images/val', 'labels/val'):
         (shared / sub).mkdir(parents=True)
-    monkeypatch.setattr(run, 'DATA', str(tmp_path / 'repo' / 'data'))
-    monkeypatch.setattr(run, 'CAMVID', str(tmp_path / 'repo' / 'data' / 'camvid'))
-    monkeypatch.setattr(run, 'SHARED_CAMVID', str(shared))
-    run.check_camvid()
-    assert osp.islink(run.CAMVID) and osp.samefile(run.CAMVID, shared)
+    monkeypatch.setattr(inputs, 'DATA', str(tmp_path / 'repo' / 'data'))
+    monkeypatch.setattr(inputs, 'CAMVID', str(tmp_path / 'repo' / 'data' / 'camvid'))
+    monkeypatch.setattr(inputs, 'SHARED_CAMVID', str(shared))
+    inputs.check_camvid()
+    assert osp.islink(inputs.CAMVID) and osp.samefile(inputs.CAMVID, shared)
 
 
 def _risk_row(risk, target, kept_ratio, precision, kept_wrong):
@@ -258,7 +258,7 @@ def test_an_unfinished_run_resumes_and_reads_every_sitting(tmp_path, monkeypatch
     os.makedirs(osp.join(wd, '20260100_000000', 'vis_data'))
     with open(osp.join(wd, '20260100_000000', 'vis_data', 'scalars.json'), 'w') as f:
         f.write(json.dumps(dict(mIoU=2.0, step=2)) + '\n')
-    training._dump({k: training._format(v) for k, v in opts.items()},
+    training.dump_json({k: training._format(v) for k, v in opts.items()},
                    osp.join(wd, 'options.json'))
     with open(osp.join(wd, 'last_checkpoint'), 'w') as f:
         f.write(osp.join(wd, 'iter_2.pth'))

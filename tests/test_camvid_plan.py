@@ -10,6 +10,8 @@ from conftest import REPO
 
 sys.path.insert(0, osp.join(REPO, 'benchmarks', 'camvid'))
 import choices  # noqa: E402
+import derived  # noqa: E402
+import inputs  # noqa: E402
 import plan  # noqa: E402
 import run as bench  # noqa: E402
 import training  # noqa: E402
@@ -142,7 +144,7 @@ def test_the_length_comes_from_the_convergence_study(tmp_path, monkeypatch):
         calls.append(cmd)
         (tmp_path / 'convergence').mkdir()
         (tmp_path / 'convergence' / 'length.json').write_text(json.dumps(dict(length=1250)))
-    monkeypatch.setattr(bench, '_call', study)
+    monkeypatch.setattr(inputs, 'call', study)
     with pytest.raises(SystemExit, match='convergence study has not finished'):
         bench.read_length(str(tmp_path), str(tmp_path / 'out'), run_study=False)
     assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250
@@ -157,8 +159,8 @@ def test_a_cache_with_fewer_classes_than_camvid_is_remade(tmp_path, monkeypatch)
         (tmp_path / g).mkdir()
         (tmp_path / g / 'cache_info.json').write_text(json.dumps(dict(topk=topk)))
     monkeypatch.setattr(plan, 'ANNOTATORS', caches)
-    monkeypatch.setattr(bench, '_call', calls.append)
-    bench.make_annotators()
+    monkeypatch.setattr(inputs, 'call', calls.append)
+    inputs.make_annotators()
     assert len(calls) == 1 and calls[0][calls[0].index('--out') + 1] == caches['weak']
     assert '--overwrite' in calls[0] and '--topk' not in calls[0]
 
@@ -166,20 +168,20 @@ def test_a_cache_with_fewer_classes_than_camvid_is_remade(tmp_path, monkeypatch)
 def test_alpha_choices_are_recomputed_when_a_cache_is_remade(tmp_path, monkeypatch):
     commands = {'strong': 'make strong', 'weak': 'make weak --topk 3'}
     calls = []
-    monkeypatch.setattr(bench, 'cache_fingerprint', lambda g: commands[g])
-    monkeypatch.setattr(bench, 'split_stems', lambda split: (['a'], ['b']))
-    monkeypatch.setattr(bench, 'cache_source', lambda g: g)
+    monkeypatch.setattr(inputs, 'cache_fingerprint', lambda g: commands[g])
+    monkeypatch.setattr(inputs, 'split_stems', lambda split: (['a'], ['b']))
+    monkeypatch.setattr(inputs, 'cache_source', lambda g: g)
 
     def choose(source, stems, num_classes):
         calls.append(source)
         return dict(alpha=0.1, table=[])
     monkeypatch.setattr(choices, 'choose_alpha', choose)
-    out = bench.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
+    out = derived.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
     assert sorted(calls) == ['strong', 'weak'] and out['1-8']['weak']['cache'] == 'make weak --topk 3'
-    bench.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
+    derived.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
     assert len(calls) == 2            # the stored choices are read back
     commands['weak'] = 'make weak'    # the weak cache is remade with every class
-    out = bench.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
+    out = derived.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
     assert calls[2:] == ['weak'] and out['1-8']['weak']['cache'] == 'make weak'
 
 
@@ -207,9 +209,9 @@ def test_cached_json_computes_once_and_again_when_stale(tmp_path):
     def compute():
         calls.append(1)
         return dict(cache=f'v{len(calls)}')
-    assert bench.cached_json(path, compute) == dict(cache='v1')
-    assert bench.cached_json(path, compute) == dict(cache='v1') and len(calls) == 1
+    assert derived.cached_json(path, compute) == dict(cache='v1')
+    assert derived.cached_json(path, compute) == dict(cache='v1') and len(calls) == 1
     stale = lambda stored: stored['cache'] != 'v2'  # noqa: E731
-    assert bench.cached_json(path, compute, stale=stale) == dict(cache='v2')
+    assert derived.cached_json(path, compute, stale=stale) == dict(cache='v2')
     assert json.loads((tmp_path / 'q.json').read_text()) == dict(cache='v2')
-    assert bench.cached_json(path, compute, stale=stale) == dict(cache='v2') and len(calls) == 2
+    assert derived.cached_json(path, compute, stale=stale) == dict(cache='v2') and len(calls) == 2

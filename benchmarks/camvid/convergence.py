@@ -31,7 +31,7 @@ import time
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import run as bench  # noqa: E402
+import inputs  # noqa: E402
 import training  # noqa: E402
 from training import REPO, ROWS  # noqa: E402
 
@@ -103,9 +103,9 @@ def main(argv=None):
             print(f'{name:16s} seed {seed}  bn_momentum {bn}  ~{per_run / 60:.0f} min  {state}')
         print(f'total ~{len(runs) * per_run / 60:.0f} min (at {SECONDS_PER_ITER} s/it)')
         return
-    bench.check_camvid()
-    bench.make_splits()
-    bench.make_selection()
+    inputs.check_camvid()
+    inputs.make_splits()
+    inputs.make_selection()
     proto = protocol(args)
     results = {}
     start = time.perf_counter()
@@ -117,29 +117,29 @@ def main(argv=None):
                 results[name] = json.load(f)
     for n, (name, seed, bn, wd) in enumerate([] if args.report_only else runs, 1):
         left = (len(runs) - n + 1) * per_run
-        bench.log(f'[{n}/{len(runs)}] supervised {SPLIT} {name}: ~{per_run / 60:.0f} min; '
+        inputs.log(f'[{n}/{len(runs)}] supervised {SPLIT} {name}: ~{per_run / 60:.0f} min; '
                   f'~{left / 60:.0f} min left in the study')
         opts = training.row_options(SUPERVISED, SPLIT, seed, proto)
         opts['model.backbone.bn_momentum'] = bn
         results[name] = training.run(
-            osp.join(training.CONFIGS, SUPERVISED.config), opts, wd, proto, log=bench.log,
+            osp.join(training.CONFIGS, SUPERVISED.config), opts, wd, proto, log=inputs.log,
             result=dict(row='supervised', split=SPLIT, seed=seed, bn_momentum=bn))
         r = results[name]
-        bench.log(f'    selection {r["val_curve"]}, val {r["val"]}')
+        inputs.log(f'    selection {r["val_curve"]}, val {r["val"]}')
     for name, _, _, wd in runs:
         training.keep_logs(wd, osp.join(args.out, 'logs', 'camvid_convergence', name))
     default = {results[n]['seed']: {int(k): v for k, v in results[n]['val_curve'].items()}
                for n, _, bn, _ in runs if bn == 0.1}
     length, table = choose_length(default)
     if len(default) == len(args.seeds):
-        bench._dump(dict(length=length, rule='smallest L with max later mean - mean(L) <= '
+        training.dump_json(dict(length=length, rule='smallest L with max later mean - mean(L) <= '
                          'sd(L), selection set, default BN seeds', table=table,
                          iters=args.iters), osp.join(args.work_dir, 'length.json'))
     else:   # a partial report: no length until every seed has finished
         length = None
     import report_convergence
     path = report_convergence.write(results, runs, length, table, args, args.out)
-    bench.log(f'length {length}; done in {(time.perf_counter() - start) / 60:.1f} min: {path}')
+    inputs.log(f'length {length}; done in {(time.perf_counter() - start) / 60:.1f} min: {path}')
 
 
 if __name__ == '__main__':

@@ -27,6 +27,9 @@ sittings; an unfinished training run resumes from its last checkpoint):
 7. the report: docs/results/camvid.md and its PNGs (report.py), and the README's table of
    split 1/8 (report_readme.py; only when the report goes to docs/results).
 
+Steps 1 and 2 are inputs.py, 4 (alpha*, target*) and 5 are derived.py, 6 is training.py in
+plan.py's order; this file runs them and makes the choice of t*.
+
 ``--plan`` prints every run, whether it is done, and its estimated cost, and runs nothing.
 ``--max-runs N`` stops after N runs trained in this sitting; ``--report-only`` writes the
 report from the runs finished so far. Each run gets the cores that other work leaves free when
@@ -43,27 +46,22 @@ import argparse
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import time
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import inputs  # noqa: E402
 import plan  # noqa: E402
 import training  # noqa: E402
-from training import REPO, ROW_NAMES  # noqa: E402
+from derived import (ALPHAS, QUALITY_SPLIT, SIMULATED_GAPS, TAUS,  # noqa: E402
+                     labeled_choices, run_quality, run_risk_quality)
+from inputs import (SPLITS, cache_size, check_camvid, log, make_annotators,  # noqa: E402
+                    make_selection, make_splits, split_stems)
+from training import REPO, ROW_NAMES, dump_json  # noqa: E402
 
-SPLITS = ('1-16', '1-8', '1-4')
-QUALITY_SPLIT = '1-8'
-SIMULATED_GAPS = (0.25, 0.5, 0.75)
-ALPHAS = (0.05, 0.1, 0.2)
-TAUS = (0.5, 0.9)
-CURVE_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
-RISK_TARGETS = (0.02, 0.05, 0.1)
 CHECKPOINT_INTERVAL = 250
-DATA = osp.join(REPO, 'data')
-CAMVID = osp.join(DATA, 'camvid')
 
 
 def parse_args(argv=None):
@@ -94,92 +92,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def log(msg):
-    print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
-
-
-SHARED_CAMVID = osp.join(osp.dirname(REPO), 'shared', 'data', 'camvid')
-
-
-def check_camvid():
-    if not osp.lexists(CAMVID) and osp.isdir(SHARED_CAMVID):
-        os.makedirs(DATA, exist_ok=True)
-        os.symlink(osp.relpath(SHARED_CAMVID, DATA), CAMVID)
-        log(f'linked {CAMVID} -> {SHARED_CAMVID}')
-    for sub in ('images/train', 'labels/train', 'images/val', 'labels/val'):
-        if not osp.isdir(osp.join(CAMVID, sub)):
-            raise FileNotFoundError(
-                f'CamVid is missing: no folder {osp.join(CAMVID, sub)}. Link the prepared copy '
-                f'(ln -s ../../shared/data/camvid {CAMVID}) or convert the original release '
-                'with tools/prepare_camvid.py (docs/datasets.md).')
-
-
-def make_splits():
-    missing = [s for s in SPLITS
-               if not osp.exists(osp.join(DATA, 'splits', 'camvid', s, 'unlabeled.txt'))]
-    if missing:
-        _call([osp.join(REPO, 'tools', 'make_splits.py'), 'random', '--img-dir',
-               osp.join(CAMVID, 'images', 'train'), '--suffix', '.jpg', '--fraction', '1/16',
-               '1/8', '1/4', '--seed', '0', '--out-dir', osp.join(DATA, 'splits', 'camvid')])
-
-
-SELECTION_SEQUENCE = '0001TP'
-
-
-def make_selection():
-    """The selection set: the 0001TP frames of CamVid test (62). Every choice of the benchmark
-    (length, thresholds, alphas) reads it; val (0016E5) gives the final numbers and no choice."""
-    path = osp.join(DATA, training.SELECTION_FILE)
-    if osp.exists(path):
-        return path
-    stems = sorted(osp.splitext(f)[0] for f in os.listdir(osp.join(CAMVID, 'images', 'test'))
-                   if f.startswith(SELECTION_SEQUENCE) and f.endswith('.jpg'))
-    if not stems:
-        raise FileNotFoundError(f'no {SELECTION_SEQUENCE}*.jpg in {CAMVID}/images/test: the '
-                                'selection set is the 0001TP frames of CamVid test')
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path + '.tmp', 'w') as f:
-        f.write('\n'.join(stems) + '\n')
-    os.replace(path + '.tmp', path)
-    log(f'selection set: {len(stems)} {SELECTION_SEQUENCE} frames of test -> {path}')
-    return path
-
-
-def split_stems(split):
-    d = osp.join(DATA, 'splits', 'camvid', split)
-    return tuple(open(osp.join(d, f'{w}.txt')).read().split() for w in ('labeled', 'unlabeled'))
-
-
-NUM_CLASSES = 11
-# the commands that make the two annotators' caches (docs/annotators.md)
-ANNOTATOR_COMMANDS = {
-    'weak': ['--work-dir', 'work_dirs/camvid_cross_sequence_annotator', '--iters', '500',
-             '--crop', '128', '--batch-size', '8', '--seed', '0', '--lr', '0.005'],
-    'strong': ['--work-dir', 'work_dirs/camvid_cross_sequence_annotator_full', '--iters', '900',
-               '--crop', '256', '--batch-size', '8', '--scale', 'full', '--flip', '--seed', '0',
-               '--lr', '0.005'],
-}
-
-
-def make_annotators():
-    """Both annotators' caches; returns {group: seconds it took (0 if it existed)}."""
-    seconds = {}
-    for group, cache in plan.ANNOTATORS.items():
-        cache = osp.join(REPO, cache)
-        seconds[group] = 0.0
-        from conformalsam_mmseg.annotators.cache import read_manifest
-        manifest = read_manifest(cache) or {}
-        if manifest and manifest.get('topk') == NUM_CLASSES:
-            continue
-        # missing, or cached with fewer classes than CamVid's 11: (re)make it; the tool reuses
-        # a finished training with the same settings and resumes a stopped one
-        log(f'the {group} cross-sequence annotator (Seq05VD only): training and caching')
-        start = time.perf_counter()
-        _call([osp.join(REPO, 'tools', 'train_camvid_annotator.py'), '--data-root', CAMVID,
-               '--out', cache] + ANNOTATOR_COMMANDS[group] + (['--overwrite'] if manifest else []))
-        seconds[group] = time.perf_counter() - start
-    return seconds
-
 
 def read_length(work_root, out_dir, run_study=True):
     """The convergence study's length; the study runs first (resumable) when it has not
@@ -190,162 +102,11 @@ def read_length(work_root, out_dir, run_study=True):
             raise SystemExit(f'error: no {path}: the convergence study has not finished '
                              '(benchmarks/camvid/convergence.py); pass --iters')
         log('the convergence study chooses the length first (benchmarks/camvid/convergence.py)')
-        _call([osp.join(HERE, 'convergence.py'), '--work-dir',
+        inputs.call([osp.join(HERE, 'convergence.py'), '--work-dir',
                osp.join(work_root, 'convergence'), '--out', out_dir])
     with open(path) as f:
         return int(json.load(f)['length'])
 
-
-def _call(cmd):
-    proc = subprocess.run([sys.executable] + cmd, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f'failed ({proc.returncode}): {" ".join(cmd)}')
-
-
-def _progress(iterable, desc):
-    from tqdm import tqdm
-    return tqdm(iterable, desc=desc, unit='img', dynamic_ncols=True, leave=False)
-
-
-def run_quality(work_root):
-    """Pseudo-label quality of every annotator on the 1/8 split; cached as JSON."""
-    import torch
-
-    import quality
-    from conformalsam_mmseg.annotators import SimulatedAnnotator
-    from conformalsam_mmseg.datasets.camvid import CamVidDataset
-    torch.set_num_threads(os.cpu_count() or 1)
-    classes = CamVidDataset.METAINFO['classes']
-    images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
-    labeled, unlabeled = split_stems(QUALITY_SPLIT)
-    sources = {f'cross_sequence_{g}': (lambda g=g: cache_source(g)) for g in plan.ANNOTATORS}
-    for gap in SIMULATED_GAPS:
-        sources[f'simulated_gap{gap:g}'] = (lambda g=gap: quality.simulated_source(
-            SimulatedAnnotator(gap=g, seed=0, background_index=None), images, labels, classes))
-    fingerprints = {f'cross_sequence_{g}': cache_fingerprint(g) for g in plan.ANNOTATORS}
-
-    def measure(name, source, fingerprint, targets):
-        log(f'pseudo-label quality: {name} on the {len(unlabeled)} unlabeled images of '
-            f'split {QUALITY_SPLIT}')
-        start = time.perf_counter()
-        out = quality.evaluate(source, labeled, unlabeled, classes, alphas=ALPHAS, taus=TAUS,
-                               curve_alphas=CURVE_ALPHAS, progress=_progress,
-                               risk_targets=targets)
-        out['risk_targets'] = list(targets)
-        out['seconds'] = time.perf_counter() - start
-        out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
-        out['cache'] = fingerprint
-        return out
-
-    results = {}
-    for name, make in sources.items():
-        fingerprint, targets = fingerprints.get(name), quality_risk_targets(name)
-        results[name] = cached_json(   # the lambdas run within this iteration
-            osp.join(work_root, f'quality_{QUALITY_SPLIT}_{name}.json'),
-            lambda: measure(name, make(), fingerprint, targets),
-            stale=lambda stored: _stale(stored, fingerprint, targets))
-    return results
-
-
-def quality_risk_targets(source):
-    """The risk filter's targets measured for a quality source: every target* candidate for
-    the real annotators (the risk rows train at the chosen one), the default for the others."""
-    import choices
-    return choices.RISK_TARGET_GRID if source.startswith('cross_sequence') else (0.05, )
-
-
-def _stale(stored, fingerprint, risk_targets):
-    return (stored.get('cache') != fingerprint
-            or stored.get('risk_targets', [0.05]) != list(risk_targets))
-
-
-def run_risk_quality(work_root):
-    """Risk-filter quality of the cross-sequence annotator on the 1/8 split; cached as JSON."""
-    import torch
-
-    import quality
-    from conformalsam_mmseg.datasets.camvid import CamVidDataset
-    torch.set_num_threads(os.cpu_count() or 1)
-    classes = CamVidDataset.METAINFO['classes']
-    images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
-    labeled, unlabeled = split_stems(QUALITY_SPLIT)
-    fingerprint = cache_fingerprint('strong')
-
-    def measure():
-        log(f'risk-filter quality on the {len(unlabeled)} unlabeled images of split '
-            f'{QUALITY_SPLIT}')
-        start = time.perf_counter()
-        out = quality.evaluate(cache_source('strong'), labeled, unlabeled, classes,
-                               alphas=(0.05, 0.1), taus=(0.5, 0.9, 0.95, 0.98),
-                               risk_targets=RISK_TARGETS, progress=_progress)
-        out['seconds'] = time.perf_counter() - start
-        out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
-        out['cache'] = fingerprint
-        return out
-    return cached_json(
-        osp.join(work_root, f'risk_quality_{QUALITY_SPLIT}_cross_sequence_strong.json'),
-        measure, stale=lambda stored: stored.get('cache') != fingerprint)
-
-
-def cached_json(path, compute, stale=lambda stored: False):
-    """The JSON at ``path``, read once; ``compute()`` makes (and stores) it when the file is
-    missing or ``stale(stored)`` says it was made from something else."""
-    if osp.exists(path):
-        with open(path) as f:
-            stored = json.load(f)
-        if not stale(stored):
-            return stored
-    out = compute()
-    _dump(out, path)
-    return out
-
-
-def _dump(obj, path):
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def cache_source(group):
-    import quality
-    from conformalsam_mmseg.annotators.cache import AnnotatorCache
-    from conformalsam_mmseg.datasets.camvid import CamVidDataset
-    classes = CamVidDataset.METAINFO['classes']
-    images, labels = (osp.join(CAMVID, d, 'train') for d in ('images', 'labels'))
-    cache = AnnotatorCache(osp.join(REPO, plan.ANNOTATORS[group]), num_classes=len(classes),
-                           class_names=classes)
-    return quality.cache_source(cache, images, labels, len(classes))
-
-
-def cache_fingerprint(group):
-    """The command that made the group's cache (None when it is not made): results derived
-    from a cache carry it, and are recomputed when the cache was remade differently."""
-    from conformalsam_mmseg.annotators.cache import read_manifest
-    manifest = read_manifest(osp.join(REPO, plan.ANNOTATORS[group])) or {}
-    return manifest.get('command')
-
-
-def labeled_choices(work_root, splits, name='alpha'):
-    """{split: {group: choices.choose_<name> result}}, read from the labeled images of each
-    split (``name``: 'alpha' or 'risk_target'); cached in WORK_DIR/choices_<name>.json and
-    recomputed when the group's cache was remade."""
-    import choices
-    choose = getattr(choices, f'choose_{name}')
-    path = osp.join(work_root, f'choices_{name}.json')
-    out = cached_json(path, dict)
-    for split in splits:
-        for group in plan.ANNOTATORS:
-            fingerprint = cache_fingerprint(group)
-            if fingerprint is None:
-                continue   # not made yet (--report-only before the annotators exist)
-            if out.get(split, {}).get(group, {}).get('cache') != fingerprint:
-                labeled, _ = split_stems(split)
-                out.setdefault(split, {})[group] = dict(
-                    choose(cache_source(group), labeled, NUM_CLASSES), cache=fingerprint)
-                _dump(out, path)
-    return out
 
 
 def choose_tau(results, split, group='strong'):
@@ -470,15 +231,6 @@ def run_training(args, protocol, runs, alphas, risk_targets):
     return collect(runs, args.work_dir)
 
 
-def cache_size(path):
-    from conformalsam_mmseg.annotators.cache import read_manifest
-    files = [f for f in os.listdir(path) if f != 'cache_info.json']
-    size = sum(osp.getsize(osp.join(path, f)) for f in files)
-    manifest = read_manifest(path) or {}
-    return dict(bytes=size, entries=len(files), codec=manifest.get('codec'),
-                topk=manifest.get('topk'))
-
-
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
@@ -517,7 +269,7 @@ def main(argv=None):
                    risk_target_choices=risk_targets,
                    tau_choices={sp: choose_tau(train_results, sp) for sp in args.splits},
                    wall_seconds=time.perf_counter() - start, threads=os.cpu_count())
-    _dump(dict(summary=summary, quality=quality_results, training=train_results),
+    dump_json(dict(summary=summary, quality=quality_results, training=train_results),
           osp.join(args.work_dir, 'results.json'))
     keep_logs(runs, args.work_dir, args.out)
     import report

@@ -206,7 +206,7 @@ def run(config, opts, work_dir, protocol, log=print, result=None):
             os.replace(work_dir, old)
             log(f'  {work_dir} was made with other settings; moved to {old}')
     os.makedirs(work_dir, exist_ok=True)
-    _dump(opts, options_path)
+    dump_json(opts, options_path)
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir]
     if resume:
         cmd.append('--resume')
@@ -220,7 +220,7 @@ def run(config, opts, work_dir, protocol, log=print, result=None):
                **read_scalars(work_dir))
     if protocol.get('test_on_val'):
         out['val'] = test_checkpoints(config, opts, work_dir, log)
-    _dump(out, result_path)
+    dump_json(out, result_path)
     return out
 
 
@@ -329,7 +329,7 @@ def test_checkpoints(config, opts, work_dir, log=print):
                    '--work-dir', tdir, '--cfg-options']
             cmd += [f'{k}={v}' for k, v in test_opts.items()]
             _run_logged(cmd, osp.join(work_dir, 'test_val.log'), log, 600)
-            _dump(dict(iteration=it, mIoU=_test_miou(tdir)), path)
+            dump_json(dict(iteration=it, mIoU=_test_miou(tdir)), path)
         with open(path) as f:
             out[str(it)] = json.load(f)['mIoU']
     return out
@@ -346,7 +346,7 @@ def _test_miou(test_dir):
     raise FileNotFoundError(f'tools/test.py wrote no metrics JSON under {test_dir}')
 
 
-def _dump(obj, path):
+def dump_json(obj, path):
     os.makedirs(osp.dirname(path), exist_ok=True)
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:

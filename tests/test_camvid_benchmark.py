@@ -181,7 +181,7 @@ def _risk_row(risk, target, kept_ratio, precision, kept_wrong):
 
 
 def test_risk_findings_compare_the_measured_error_with_the_target():
-    import report
+    import report_risk
     flr, ke = 'false_label_rate', 'kept_error'
     methods = {
         'raw': dict(kind='raw', kept_ratio=1.0, precision=0.8),
@@ -206,7 +206,7 @@ def test_risk_findings_compare_the_measured_error_with_the_target():
         dict(n=46, n_needed=22, source=ok),
         dict(name='x', n=40, n_needed=22, source=ok, threshold=0.9, kept_ratio=0.5),
         dict(name='y', n=30, n_needed=22, source=ok, threshold=0.94, kept_ratio=0.0)])
-    text = '\n'.join(report.risk_findings(q))
+    text = '\n'.join(report_risk.risk_findings(q))
     assert ('risk flr class 0.1: classes below 1 - target in precision**: y (t 0.940: '
             'precision 0.0%; on the labeled images t keeps 0% of the pixels labeled y)') in text
     assert 'Keep nothing** (2 of 5 risk rows): risk flr 0.02 (46 labeled images, 114 needed' \
@@ -219,14 +219,14 @@ def test_risk_findings_compare_the_measured_error_with_the_target():
 
 
 def test_risk_report_from_evaluate(tmp_path):
-    import report
+    import report_risk
     probs, gt = _random_case(2, n=8)
     data = {f'img{i}': (probs[i], gt[i]) for i in range(8)}
     out = quality.evaluate(data.__getitem__, [f'img{i}' for i in range(4)],
                            [f'img{i}' for i in range(4, 8)], CLASSES, alphas=(0.1, ),
                            taus=(0.5, ), risk_targets=(0.05, 0.5))
     out['labeled'], out['unlabeled'] = 4, 4
-    text = open(report.write_risk(out, str(tmp_path), '1-8')).read()
+    text = open(report_risk.write_risk(out, str(tmp_path), '1-8')).read()
     assert '## What the numbers show' in text
     # 4 labeled images: conformal risk control needs ceil(1 / 0.05) - 1 = 19 at target 0.05
     assert 'risk kept_error pixel, target 0.05 (4 labeled images, 19 needed' in text
@@ -416,15 +416,15 @@ def test_report_says_how_many_runs_are_finished(tmp_path):
 
 
 def test_effect_verdicts_need_every_seed_and_a_mean_beyond_the_spread():
-    import report_training as rt
-    assert rt.verdict({0: -2.0, 1: -1.0, 2: -4.0}, SEEDS, -1) == ('holds', '')
+    from report_effects import verdict
+    assert verdict({0: -2.0, 1: -1.0, 2: -4.0}, SEEDS, -1) == ('holds', '')
     # same sign everywhere, but the mean (1.1) within the std (1.65)
-    assert rt.verdict({0: 0.1, 1: 0.2, 2: 3.0}, SEEDS, 1) == \
+    assert verdict({0: 0.1, 1: 0.2, 2: 3.0}, SEEDS, 1) == \
         ('does not hold', '|mean| 1.10 <= std 1.65')
-    assert rt.verdict({0: 1.0, 1: -1.0, 2: 1.0}, SEEDS, 1) == \
+    assert verdict({0: 1.0, 1: -1.0, 2: 1.0}, SEEDS, 1) == \
         ('does not hold', 'seed 1 has the other sign (or 0)')
-    assert rt.verdict({0: 5.0}, SEEDS, 1) == ('not measured yet', '1 of 3 seeds')
-    assert rt.verdict({0: 5.0}, [0], 1) == ('not measured yet', 'one seed gives no spread')
+    assert verdict({0: 5.0}, SEEDS, 1) == ('not measured yet', '1 of 3 seeds')
+    assert verdict({0: 5.0}, [0], 1) == ('not measured yet', 'one seed gives no spread')
 
 
 def test_report_effects_state_each_verdict_with_its_evidence(tmp_path):

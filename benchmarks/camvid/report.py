@@ -1,6 +1,6 @@
 """docs/results/camvid.md and its PNGs, from the benchmark's results.json: the header, the
-annotators, the training parts (report_training.py), pseudo-label quality, cost, pictures; and
-docs/results/camvid_risk.md (``write_risk``, run.py --risk-only)."""
+annotators, the training parts (report_training.py), pseudo-label quality, cost, pictures.
+docs/results/camvid_risk.md (run.py --risk-only) is report_risk.py's."""
 import json
 import math
 import os
@@ -8,6 +8,7 @@ import os.path as osp
 import sys
 
 import report_annotators
+import report_effects
 import report_training
 from report_training import frac
 from training import REPO
@@ -40,7 +41,7 @@ def write(work_root, out_dir, quality_stems):
         report_training.plot_miou(s, training, osp.join(out_dir, 'camvid_miou.png'))
         parts.append(report_training.training_section(s, training))
         parts.append(predictions_section(s, training, work_root, out_dir))
-    parts.append(report_training.effects_section(s, training, quality,
+    parts.append(report_effects.effects_section(s, training, quality,
                                                  risk_quality(work_root, s, quality)))
     if quality:
         plot_curves(quality, osp.join(out_dir, 'camvid_precision_vs_kept.png'), s)
@@ -181,15 +182,15 @@ def _length_source(work_root, iters):
 
 
 
-def _pct(x):
+def pct(x):
     return '-' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{100 * x:.1f}'
 
 
 def _quality_table(q):
     lines = ['| labels | kept % | precision % | mIoU % |', '|---|---|---|---|']
     for name, m in q['methods'].items():
-        lines.append(f"| {name} | {_pct(m['kept_ratio'])} | {_pct(m['precision'])} | "
-                     f"{_pct(m['mIoU'])} |")
+        lines.append(f"| {name} | {pct(m['kept_ratio'])} | {pct(m['precision'])} | "
+                     f"{pct(m['mIoU'])} |")
     return lines
 
 
@@ -198,7 +199,7 @@ def _per_class_table(q, methods):
     lines = ['| labels | ' + ' | '.join(classes) + ' |', '|---|' + '---|' * len(classes)]
     for name in methods:
         m = q['methods'][name]
-        lines.append(f'| {name} | ' + ' | '.join(_pct(m['per_class_precision'][c])
+        lines.append(f'| {name} | ' + ' | '.join(pct(m['per_class_precision'][c])
                                                   for c in classes) + ' |')
     return lines
 
@@ -328,210 +329,3 @@ def plot_examples(q, stems, path, cache, num=2, alpha=0.2, mode='pixel'):
     panels = [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
               for p in panels]
     cv2.imwrite(path, np.concatenate(panels, axis=0)[..., ::-1])
-
-
-# --- the risk-controlled filter ---------------------------------------------------------------
-def write_risk(q, out_dir, split):
-    """docs/results/camvid_risk.md from ``run.run_risk_quality``'s results."""
-    os.makedirs(out_dir, exist_ok=True)
-    path = osp.join(out_dir, 'camvid_risk.md')
-    with open(path, 'w') as f:
-        f.write(_risk_section(q, split) + '\n')
-    return path
-
-
-def _fmt_t(values):
-    finite = [v for v in values if v is not None and not math.isinf(v)]
-    if not finite:
-        return 'inf (keep nothing)'
-    if len(set(values)) == 1:
-        return f'{finite[0]:.4f}'
-    lo, hi = min(finite), max(finite)
-    inf = sum(1 for v in values if v is None or math.isinf(v))
-    return (f'{lo:.3f}' if lo == hi else f'{lo:.3f}-{hi:.3f}') + (f' ({inf} x inf)' if inf
-                                                                   else '')
-
-
-def _risk_section(q, split):
-    lines = [
-        f"# CamVid: risk-controlled pseudo-labels (split {frac(split)}: calibrated on its "
-        f"{q['labeled']} labeled images, measured on its {q['unlabeled']} unlabeled images)", '',
-        'Made by `benchmarks/camvid/run.py --risk-only` (no training) with the strong '
-        'cross-sequence annotator (`tools/train_camvid_annotator.py`: trained on Seq05VD only, '
-        'full resolution, its cached probabilities on CamVid train). "risk R mode, target x" '
-        'keeps the annotator\'s argmax '
-        'where its probability is >= t, t chosen on the labeled images only '
-        '(`RiskCalibrator`, 1024 bins, delta 0.1, class mode with the pooled fallback; '
-        '[conformal.md](../conformal.md#risk-controlled-pseudo-labels)). Every other column is '
-        'measured on the ground truth of the unlabeled images: kept = kept / all pixels; '
-        'precision = correct / kept pixels with a ground-truth label (the false label rate is '
-        '1 - precision); kept & wrong = kept wrong pixels / pixels with a ground-truth label '
-        '(what \'kept_error\' controls). Estimated risk: the labeled images\' mean per-image '
-        'risk at t, with its 90% Hoeffding-Bentkus interval.', '',
-        '| labels | t | kept % | precision % | kept & wrong % | outcome on the labeled images |',
-        '|---|---|---|---|---|---|']
-    thresholds = q['thresholds']
-    for name, m in q['methods'].items():
-        if m['kind'] == 'conformal' and m['mode'] == 'class':
-            continue
-        if m['kind'] == 'risk':
-            cal = q['risk_calibration'][name]
-            pooled = cal['groups'][0]
-            lo, hi = pooled['risk_interval']
-            own = [g for g in cal['groups'][1:]]
-            if cal['mode'] == 'pixel':
-                outcome = (f"{pooled['source']}, {pooled['n']} images (>= {pooled['n_needed']}"
-                           f" needed); est. risk {100 * pooled['risk']:.2f}% "
-                           f"[{100 * lo:.2f}, {100 * hi:.2f}]")
-            else:
-                calibrated = sum(g['source'] == 'calibrated' for g in own)
-                nothing = sum(g['source'] == 'keep_nothing' for g in own)
-                fallback = len(own) - calibrated - nothing
-                outcome = (f'{calibrated} classes calibrated, {nothing} keep nothing, '
-                           f'{fallback} on the pooled fallback (pooled t: {pooled["source"]})')
-            t = _fmt_t([math.inf if v is None else v for v in thresholds[name]])
-        elif m['kind'] == 'threshold':
-            t, outcome = f"{m['tau']:g}", 'fixed (no calibration)'
-        elif m['kind'] == 'conformal':
-            t = f"1 - q = {1 - thresholds[name][0]:.4f}"
-            outcome = f"paper's filter, pixel mode, alpha {m['alpha']:g}"
-        else:
-            t, outcome = '0', 'the annotator\'s argmax everywhere'
-        precision = _pct(m['precision']) if m['kept_ratio'] else '- (none kept)'
-        lines.append(f"| {name} | {t} | {_pct(m['kept_ratio'])} | {precision} | "
-                     f"{_pct(m.get('kept_wrong'))} | {outcome} |")
-    classes = list(q['methods']['raw']['per_class_precision'])
-    class_rows = [n for n, m in q['methods'].items()
-                  if m['kind'] == 'risk' and m['mode'] == 'class']
-    if class_rows:
-        lines += ['', 'Class mode: t_k per class (inf: keep nothing; (p): the pooled fallback, '
-                  'too few labeled images predict the class for its own guarantee) and the '
-                  'actual precision (%) of each class\'s kept labels on the unlabeled images:',
-                  '', '| labels | ' + ' | '.join(classes) + ' |',
-                  '|---|' + '---|' * len(classes)]
-        for name in class_rows:
-            cal = q['risk_calibration'][name]
-            m = q['methods'][name]
-            cells = []
-            for g in cal['groups'][1:]:
-                t = 'inf' if g['threshold'] is None else f"{g['threshold']:.3f}"
-                mark = ' (p)' if g['source'].startswith('fallback') else ''
-                cells.append(f"{t}{mark}: {_pct(m['per_class_precision'][g['name']])}")
-            lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-        needed = {}
-        for name in class_rows:
-            cal = q['risk_calibration'][name]
-            needed[(cal['risk'], cal['target'])] = cal['groups'][0]['n_needed']
-        lines += ['', 'Labeled images needed for any certificate (zero observed risk): '
-                  + '; '.join(f'{r} at target {t:g}: {n}' for (r, t), n in needed.items())
-                  + '. Per class, the count is of the labeled images in which the annotator '
-                  'predicts the class.']
-    lines += ['', '## What the numbers show', ''] + risk_findings(q)
-    return '\n'.join(lines)
-
-
-def _actual_error(m):
-    """The measured counterpart of a risk row's target on the unlabeled images: the error of
-    the kept labels (1 - precision) for 'false_label_rate', the kept-and-wrong share of the
-    labeled pixels for 'kept_error'."""
-    if m['risk'] == 'false_label_rate':
-        return 1 - m['precision'], 'error of the kept labels'
-    return m['kept_wrong'], 'kept-and-wrong share of the labeled pixels'
-
-
-def _why_nothing(cal):
-    """Why a risk row kept no unlabeled pixel, from its calibration's groups."""
-    pooled, own = cal['groups'][0], cal['groups'][1:]
-    if pooled['source'] == 'calibrated':
-        why = (f"t = {pooled['threshold']:.4f} certified on {pooled['n']} labeled images, but "
-               'no unlabeled pixel is that confident')
-    elif pooled['n'] < pooled['n_needed']:
-        why = (f"{pooled['n']} labeled images, {pooled['n_needed']} needed even with no error "
-               'observed')
-    else:
-        why = (f"{pooled['n']} labeled images (>= {pooled['n_needed']} needed), but no "
-               'threshold passes at the error observed on them')
-    if cal['mode'] == 'class':
-        count = {s: sum(g['source'].startswith(s) for g in own)
-                 for s in ('calibrated', 'keep_nothing', 'fallback')}
-        why = (f"per class: {count['fallback']} of {len(own)} classes on the pooled fallback "
-               f"(too few labeled images predict them), {count['keep_nothing']} certify no "
-               f"threshold, {count['calibrated']} certify one that no unlabeled pixel reaches; "
-               f'pooled: {why}')
-    return why
-
-
-def _class_findings(rows, cal):
-    """Classes of the class-mode rows whose kept labels on the unlabeled images are less
-    precise than 1 - target, with the share of their labeled calibration pixels kept at t."""
-    lines = []
-    for name, m in rows.items():
-        if m['mode'] != 'class' or not m['kept_ratio']:
-            continue
-        low = []
-        for g in cal[name]['groups'][1:]:
-            precision = m['per_class_precision'].get(g['name'])
-            if (g['source'] == 'calibrated' and precision is not None
-                    and not math.isnan(precision) and precision < 1 - m['target']):
-                low.append(f"{g['name']} (t {g['threshold']:.3f}: precision "
-                           f"{_pct(precision)}%; on the labeled images t keeps "
-                           f"{100 * g['kept_ratio']:.2g}% of the pixels labeled {g['name']})")
-        if not low:
-            continue
-        if m['risk'] == 'false_label_rate':
-            why = ('a threshold that keeps (almost) nothing on the labeled images is certified '
-                   'trivially, since an image that keeps nothing has error 0 by definition, '
-                   'and says little about the few unlabeled images where it keeps pixels')
-        else:
-            why = ("'kept_error' bounds the share of the pixels labeled k that are kept and "
-                   'wrong, not the precision of the kept ones: keeping a fraction f of them, '
-                   'precision can be as low as 1 - target / f')
-        lines.append(f'- **{name}: classes below 1 - target in precision**: '
-                     + '; '.join(low) + f'. Why: {why}.')
-    return lines
-
-
-def risk_findings(q):
-    """Bullets, computed from the results, on what the risk rows show: which settings keep
-    nothing and why (images available against images needed), and for the others whether the
-    error measured on the unlabeled images' ground truth stays within the target."""
-    rows = {n: m for n, m in q['methods'].items() if m['kind'] == 'risk'}
-    cal = q['risk_calibration']
-    lines = []
-    nothing, within, above = [], [], []
-    for name, m in rows.items():
-        if not m['kept_ratio']:
-            nothing.append(f'{name} ({_why_nothing(cal[name])})')
-            continue
-        error, what = _actual_error(m)
-        text = (f"{name}: keeps {_pct(m['kept_ratio'])}% of the unlabeled pixels, "
-                f"{what} {100 * error:.2f}% (target {100 * m['target']:g}%), precision "
-                f"{_pct(m['precision'])}%")
-        (within if error <= m['target'] else above).append(text)
-    if nothing:
-        lines.append(f'- **Keep nothing** ({len(nothing)} of {len(rows)} risk rows): '
-                     + '; '.join(nothing) + '. Where no threshold is certified the filter '
-                     'keeps no pseudo-label rather than an uncertified one.')
-    if within:
-        lines.append(f'- **Within the target on the unlabeled images** ({len(within)} rows): '
-                     + '; '.join(within) + '.')
-    if above:
-        lines.append(f'- **Above the target on the unlabeled images** ({len(above)} rows): '
-                     + '; '.join(above) + '.')
-    lines += _class_findings(rows, cal)
-    paper = next((m for n, m in q['methods'].items() if m['kind'] == 'conformal'
-                  and m['mode'] == 'pixel'), None)
-    if paper is not None:
-        lines.append(f"- The paper's filter (pixel mode, alpha {paper['alpha']:g}) keeps "
-                     f"{_pct(paper['kept_ratio'])}% at precision {_pct(paper['precision'])}%"
-                     ' (it controls the coverage of prediction sets, not the error of the kept '
-                     f"labels); the annotator's argmax everywhere has precision "
-                     f"{_pct(q['methods']['raw']['precision'])}%.")
-    lines.append(
-        "- What this check is and is not: 'kept_error' bounds the expected per-image "
-        "kept-and-wrong share, 'false_label_rate' the expected per-image error of the kept "
-        'labels with probability >= 1 - delta over the labeled images drawn, both for images '
-        'exchangeable with the labeled ones (in class mode per predicted class); the '
-        'table pools the pixels of the unlabeled images of one split with one annotator, so it '
-        'is an empirical check of the outcome, not a test of the guarantee.')
-    return lines

@@ -1,6 +1,7 @@
 """The README's CamVid results: the headline table of docs/results/camvid.md (split 1/8) and the
 verdicts' count, written between two marker lines so that the README never shows a number the
 report does not."""
+import report_effects
 import report_training
 
 START = '<!-- camvid-results: written by benchmarks/camvid/run.py; do not edit -->'
@@ -27,8 +28,8 @@ def section(s, training, split='1-8'):
         lines.append(f'| {report_training.label(key)} | {report_training.fmt_spread(values)} | '
                      f'{diff} |')
     counts = {}
-    for _, a, b, sign in report_training.comparisons(report_training.row_keys(s, runs, split)):
-        result, _ = report_training.verdict(report_training.paired(runs, a, b, split),
+    for _, a, b, sign in report_effects.comparisons(report_training.row_keys(s, runs, split)):
+        result, _ = report_effects.verdict(report_training.paired(runs, a, b, split),
                                             s['seeds'], sign)
         counts[result] = counts.get(result, 0) + 1
     if counts:

@@ -239,8 +239,8 @@ def main(argv=None):
     make_selection()
     if args.risk_only:
         make_annotators()
-        import report
-        path = report.write_risk(run_risk_quality(args.work_dir), args.out, QUALITY_SPLIT)
+        import report_risk
+        path = report_risk.write_risk(run_risk_quality(args.work_dir), args.out, QUALITY_SPLIT)
         log(f'done in {(time.perf_counter() - start) / 60:.1f} min: {path}')
         return
     iters = args.iters or read_length(args.work_dir, args.out,

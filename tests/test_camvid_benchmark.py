@@ -554,3 +554,13 @@ def test_bn_comparison_pairs_seeds_and_compares_with_the_seed_spread():
     # std of 40, 41, 42 is 1.0 (2.0 is beyond it); of 50, 53, 56 is 3.0 (3.0 is within it)
     assert ('At the chosen length (1750), seed 0: selection +2.0 (beyond the BN 0.1 seeds\' '
             'std 1.0), val +3.0 (within the BN 0.1 seeds\' std 3.0).') in text
+
+
+def test_cost_is_the_median_over_runs_so_one_slowed_run_moves_it_little():
+    import report_training as rt
+    training = [_run_result('supervised', s, 40, 50, spi=0.5) for s in SEEDS]
+    training += [_run_result('raw', s, 40, 50, 'strong', spi=spi)
+                 for s, spi in zip(SEEDS, (1.0, 1.1, 6.5))]   # seed 2 shared the machine
+    text = rt.cost_section(dict(caches={}), training, {})
+    cells = _md_line(text, '| Stage I only').split(' | ')
+    assert cells[1:3] == ['3', '1.100'] and cells[5] == '2.20x'   # the mean would be 2.867

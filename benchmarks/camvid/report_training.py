@@ -259,8 +259,9 @@ def cost_class(row):
 
 
 def _per_iter(runs, key):
+    """The median over the runs: a run slowed by other work on the machine moves it little."""
     v = [r['seconds_per_iter'][key] for r in runs if (r.get('seconds_per_iter') or {}).get(key)]
-    return statistics.mean(v) if v else None
+    return statistics.median(v) if v else None
 
 
 def cost_section(s, training, quality):
@@ -271,8 +272,9 @@ def cost_section(s, training, quality):
     base = _per_iter(classes.get('supervised', []), 'all')
     if training:
         lines += ['Seconds per training iteration, measured by the runs (mean over each run\'s '
-                  'logged windows, its first excluded, then over the runs); the machine may '
-                  'have run other work at the same time. Ratio: to supervised.', '',
+                  'logged windows, its first excluded, then the median over the runs, which a '
+                  'run slowed by other work on the machine moves little). Ratio: to '
+                  'supervised.', '',
                   '| cost class | runs | s / iter | Stage I | Stage II | ratio | wall time, h |',
                   '|---|---|---|---|---|---|---|']
         for name, text in COST_CLASSES.items():

@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import statistics
 import sys
 import time
 
@@ -173,7 +174,7 @@ def print_plan(runs, iters, work_root, measured):
 
 
 def measured_speeds(results):
-    """Mean seconds per iteration of the finished runs, per cost class."""
+    """Seconds per iteration of the finished runs, per cost class (the median over the runs)."""
     speeds = {}
     for r in results:
         s = (r.get('seconds_per_iter') or {}).get('all')
@@ -181,7 +182,7 @@ def measured_speeds(results):
             run = plan.Run(r['row'] if r['row'] in plan.ROW else 'threshold_best', r['split'],
                            r['seed'], r.get('group'))
             speeds.setdefault(plan.cost_class(run), []).append(s)
-    return {k: sum(v) / len(v) for k, v in speeds.items()}
+    return {k: statistics.median(v) for k, v in speeds.items()}
 
 
 def run_work_dir(run, work_root):

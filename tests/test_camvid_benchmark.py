@@ -39,6 +39,12 @@ def test_label_counts_by_definition():
     assert m['mIoU'] == pytest.approx(0.5)
     assert m['per_class_precision'] == {'a': pytest.approx(2 / 3), 'b': pytest.approx(2 / 3),
                                         'c': pytest.approx(float('nan'), nan_ok=True)}
+    # what the 6 kept labels are: a at (0,0) (0,1) (1,3), b at (0,2) (1,1) (1,2)
+    assert m['per_class_share'] == dict(a=0.5, b=0.5, c=0.0)
+    counts.update(torch.tensor([[2, 2]]), torch.tensor([[2, 0]]))
+    m = counts.metrics(CLASSES)   # 8 kept: a 3, b 3, c 2; their ground truth: a 4, b 3, c 1
+    assert m['per_class_share'] == dict(a=3 / 8, b=3 / 8, c=2 / 8)
+    assert m['truth_share'] == dict(a=4 / 8, b=3 / 8, c=1 / 8)
 
 
 def test_confidence_curve_matches_thresholding_each_tau():
@@ -327,7 +333,8 @@ def _fake_quality():
     weak['methods'][risk].update(kept_ratio=0.4, precision=0.88)
     weak['risk_calibration'][risk]['groups'][0].update(
         threshold=0.93, risk=0.03, risk_interval=[0.01, 0.045], source='calibrated')
-    strong['methods']['conformal pixel, alpha 0.05'].update(kept_ratio=0.99, precision=0.755)
+    strong['methods']['conformal pixel, alpha 0.05'].update(
+        kept_ratio=0.99, precision=0.755, per_class_share=dict(a=0.28, b=0.7, c=0.02))
     return {'cross_sequence_strong': strong, 'cross_sequence_weak': weak,
             'simulated_gap0.25': json.loads(json.dumps(out))}
 
@@ -444,7 +451,7 @@ def test_report_effects_state_each_verdict_with_its_evidence(tmp_path):
     # the evidence of the filter that does not beat raw: its labels' precision, its calibration
     evidence = _md_line(text, '- filtered > raw, + conformal filtering, pixel mode')
     assert 'its labels (conformal pixel, alpha 0.05) keep 99.0% of the unlabeled pixels of ' \
-        'split 1/8 at precision 75.5%' in evidence
+        'split 1/8 at precision 75.5%, of which 70% b, 28% a;' in evidence   # c: < 5%
     assert "its runs' calibration logged q 0.620, kept 98.0%" in evidence
     assert 'on the selection set the same difference is' in evidence
     # the risk filter: precision against 1 - target, per annotator
@@ -473,6 +480,11 @@ def test_report_write_makes_the_page_and_its_pictures(tmp_path):
     assert 'Finished runs: 16, 1.6 h of wall time' in text
     assert "- strong: 1024 MiB for 367 images (2.79 MiB per image; every class, codec 'zlib')" \
         in text
+    # the class mix of the kept labels, after the ground truth's
+    mix = text[text.index("What the kept labels are"):]
+    assert _md_line(mix, '| ground truth |').count('|') == len(CLASSES) + 2
+    assert _md_line(mix, '| conformal pixel, alpha 0.05 |') == \
+        '| conformal pixel, alpha 0.05 | 28.0 | 70.0 | 2.0 |'
     # the example picture needs the annotator cache, which this machine does not have here
     assert not (out / 'camvid_pseudo_labels.png').exists()
 

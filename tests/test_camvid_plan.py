@@ -215,3 +215,13 @@ def test_cached_json_computes_once_and_again_when_stale(tmp_path):
     assert derived.cached_json(path, compute, stale=stale) == dict(cache='v2')
     assert json.loads((tmp_path / 'q.json').read_text()) == dict(cache='v2')
     assert derived.cached_json(path, compute, stale=stale) == dict(cache='v2') and len(calls) == 2
+
+
+def test_quality_results_of_an_older_version_or_another_cache_are_measured_again():
+    now = dict(version=derived.QUALITY_VERSION, cache='make strong', risk_targets=[0.05, 0.1])
+    assert not derived._stale(now, 'make strong', (0.05, 0.1))
+    assert derived._stale(dict(now, version=1), 'make strong', (0.05, 0.1))
+    assert derived._stale({k: v for k, v in now.items() if k != 'version'}, 'make strong',
+                          (0.05, 0.1))
+    assert derived._stale(now, 'make strong --flip', (0.05, 0.1))
+    assert derived._stale(now, 'make strong', (0.05, ))

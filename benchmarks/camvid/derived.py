@@ -18,6 +18,9 @@ ALPHAS = (0.05, 0.1, 0.2)
 TAUS = (0.5, 0.9)
 CURVE_ALPHAS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
 RISK_TARGETS = (0.02, 0.05, 0.1)
+# what a quality result holds; results of an older version are measured again
+# (2: the class mix of the kept labels, quality.LabelCounts' per_class_share / truth_share)
+QUALITY_VERSION = 2
 
 
 def progress(iterable, desc):
@@ -54,6 +57,7 @@ def run_quality(work_root):
         out['seconds'] = time.perf_counter() - start
         out['labeled'], out['unlabeled'] = len(labeled), len(unlabeled)
         out['cache'] = fingerprint
+        out['version'] = QUALITY_VERSION
         return out
 
     results = {}
@@ -74,7 +78,7 @@ def quality_risk_targets(source):
 
 
 def _stale(stored, fingerprint, risk_targets):
-    return (stored.get('cache') != fingerprint
+    return (stored.get('version', 1) != QUALITY_VERSION or stored.get('cache') != fingerprint
             or stored.get('risk_targets', [0.05]) != list(risk_targets))
 
 

@@ -9,7 +9,10 @@ against its ground truth:
   method assigned);
 - mIoU: per-class IoU of the kept labels against the ground truth, counted on the kept,
   non-void pixels only (rejected pixels are neither right nor wrong), averaged over the classes
-  present in the ground truth of those pixels.
+  present in the ground truth of those pixels;
+- what the kept labels are: the share of each class among them (``per_class_share``, by the
+  class assigned; ``truth_share``: by their ground truth, which for ``raw`` is the class mix of
+  the images), so a filter that keeps only easy classes shows.
 
 Methods: ``raw`` (the annotator's argmax everywhere), ``threshold`` (the argmax where its
 probability >= tau), ``conformal`` (prediction sets C(x) = {k : 1 - p_k <= q_k} and the paper's
@@ -69,7 +72,11 @@ class LabelCounts:
             kept_wrong=float((c.sum() - tp.sum()) / max(self.labeled, 1)),
             mIoU=float(iou[present].nanmean()) if present.any() else float('nan'),
             per_class_precision={n: float(p) for n, p in zip(class_names, precision)},
-            per_class_iou={n: float(v) for n, v in zip(class_names, iou)})
+            per_class_iou={n: float(v) for n, v in zip(class_names, iou)},
+            per_class_share={n: float(a / max(float(assigned.sum()), 1.0))
+                             for n, a in zip(class_names, assigned)},
+            truth_share={n: float(t / max(float(truth.sum()), 1.0))
+                         for n, t in zip(class_names, truth)})
 
 
 class ConfidenceCurve:

@@ -213,15 +213,33 @@ def _thresholds_table(q):
                     if n.startswith('conformal') and ', alpha' in n]
 
 
+def _share_table(q, methods):
+    """What the kept labels are: each class's share of them, after the ground truth's mix."""
+    raw = q['methods']['raw']
+    if 'per_class_share' not in raw:
+        return []
+    classes = list(raw['per_class_share'])
+    lines = ['What the kept labels are (% of each method\'s kept labels, by the class they '
+             'assign; first row: the ground truth of the unlabeled images):', '',
+             '| labels | ' + ' | '.join(classes) + ' |', '|---|' + '---|' * len(classes),
+             '| ground truth | ' + ' | '.join(pct(raw['truth_share'][c]) for c in classes) + ' |']
+    for name in methods:
+        m = q['methods'][name]
+        lines.append(f'| {name} | ' + ' | '.join(pct(m['per_class_share'][c])
+                                                  for c in classes) + ' |')
+    return lines + ['']
+
+
 def _annotator_quality(name, q, risk):
-    """The tables of one real annotator: every method, per-class precision (``risk``: the risk
-    rows' filter), thresholds."""
+    """The tables of one real annotator: every method, per-class precision and the class mix
+    of the kept labels (``risk``: the risk rows' filter), thresholds."""
     per_class = [m for m in ('raw', 'threshold 0.9', 'conformal pixel, alpha 0.05',
                              'conformal pixel, alpha 0.2', 'conformal class, alpha 0.05',
                              risk) if m in q['methods']]
     return ([f'### {NAMES.get(name, name)}', ''] + _quality_table(q)
             + ['', 'Per-class precision (%), by the class the labels assign:', '']
-            + _per_class_table(q, per_class) + [''] + _thresholds_table(q) + [''])
+            + _per_class_table(q, per_class) + [''] + _share_table(q, per_class)
+            + _thresholds_table(q) + [''])
 
 
 def _quality_section(quality, s):

@@ -116,7 +116,7 @@ def _label_evidence(s, runs, split, quality, key):
         out.append(f"{label(key)}: its labels ({_method(s, key, split)}) keep "
                    f"{100 * m['kept_ratio']:.1f}% of the unlabeled pixels of split "
                    f"{frac(s.get('quality_split', split))} at precision "
-                   f"{100 * m['precision']:.1f}%")
+                   f"{100 * m['precision']:.1f}%" + _mix_text(m))
     cals = [r['calibration'] for r in runs.get(key + (split, ), {}).values()
             if r.get('calibration')]
     kept = [c['conformal_kept_ratio'] for c in cals if 'conformal_kept_ratio' in c]
@@ -124,6 +124,15 @@ def _label_evidence(s, runs, split, quality, key):
         out.append(f"{label(key)}: its runs' calibration logged {threshold_text(cals[0])}, "
                    f'kept {mean_pct(kept)}%')
     return out
+
+
+def _mix_text(m, least=0.05):
+    """', of which 65% road, 32% sky': the classes of the kept labels with a share >= least."""
+    share = m.get('per_class_share')
+    if not share or not m['kept_ratio']:
+        return ''
+    big = sorted(((v, c) for c, v in share.items() if v >= least), reverse=True)
+    return ', of which ' + ', '.join(f'{100 * v:.0f}% {c}' for v, c in big)
 
 
 def risk_rows(risk_quality, s):

@@ -65,18 +65,17 @@ class LabelCounts:
         union = assigned + truth - tp
         present = truth > 0
         iou = torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
+        kept = c.sum().clamp(min=1)   # kept pixels with a ground-truth label
         precision = torch.where(assigned > 0, tp / assigned.clamp(min=1), torch.nan)
         return dict(
             kept_ratio=self.kept / max(self.pixels, 1),
-            precision=float(tp.sum() / c.sum().clamp(min=1)),
+            precision=float(tp.sum() / kept),
             kept_wrong=float((c.sum() - tp.sum()) / max(self.labeled, 1)),
             mIoU=float(iou[present].nanmean()) if present.any() else float('nan'),
             per_class_precision={n: float(p) for n, p in zip(class_names, precision)},
             per_class_iou={n: float(v) for n, v in zip(class_names, iou)},
-            per_class_share={n: float(a / max(float(assigned.sum()), 1.0))
-                             for n, a in zip(class_names, assigned)},
-            truth_share={n: float(t / max(float(truth.sum()), 1.0))
-                         for n, t in zip(class_names, truth)})
+            per_class_share={n: float(a) for n, a in zip(class_names, assigned / kept)},
+            truth_share={n: float(t) for n, t in zip(class_names, truth / kept)})
 
 
 class ConfidenceCurve:

@@ -194,14 +194,14 @@ def _quality_table(q):
     return lines
 
 
-def _per_class_table(q, methods):
-    classes = list(q['methods']['raw']['per_class_precision'])
-    lines = ['| labels | ' + ' | '.join(classes) + ' |', '|---|' + '---|' * len(classes)]
-    for name in methods:
-        m = q['methods'][name]
-        lines.append(f'| {name} | ' + ' | '.join(pct(m['per_class_precision'][c])
-                                                  for c in classes) + ' |')
-    return lines
+def _per_class_table(q, methods, field='per_class_precision', first=()):
+    """One row per method of its per-class ``field``; ``first``: (name, {class: value}) rows
+    above them."""
+    classes = list(q['methods']['raw'][field])
+    rows = list(first) + [(name, q['methods'][name][field]) for name in methods]
+    return (['| labels | ' + ' | '.join(classes) + ' |', '|---|' + '---|' * len(classes)]
+            + [f'| {name} | ' + ' | '.join(pct(v[c]) for c in classes) + ' |'
+               for name, v in rows])
 
 
 def _thresholds_table(q):
@@ -218,16 +218,10 @@ def _share_table(q, methods):
     raw = q['methods']['raw']
     if 'per_class_share' not in raw:
         return []
-    classes = list(raw['per_class_share'])
-    lines = ['What the kept labels are (% of each method\'s kept labels, by the class they '
-             'assign; first row: the ground truth of the unlabeled images):', '',
-             '| labels | ' + ' | '.join(classes) + ' |', '|---|' + '---|' * len(classes),
-             '| ground truth | ' + ' | '.join(pct(raw['truth_share'][c]) for c in classes) + ' |']
-    for name in methods:
-        m = q['methods'][name]
-        lines.append(f'| {name} | ' + ' | '.join(pct(m['per_class_share'][c])
-                                                  for c in classes) + ' |')
-    return lines + ['']
+    return (['What the kept labels are (% of each method\'s kept labels, by the class they '
+             'assign; first row: the ground truth of the unlabeled images):', '']
+            + _per_class_table(q, methods, 'per_class_share',
+                               first=[('ground truth', raw['truth_share'])]) + [''])
 
 
 def _annotator_quality(name, q, risk):

@@ -286,7 +286,7 @@ def test_progress_line_shows_the_counter_and_the_remaining_time(tmp_path):
     log.write_text(
         'x\n11/26 01:10:00 - mmengine - INFO - Iter(train) [ 150/2000]  base_lr: 9.3e-03 '
         'lr: 9.3e-03  eta: 0:10:02  time: 0.3256  data_time: 0.0100  memory: 0  loss: 0.9\n')
-    assert training._last_progress(str(log)) == \
+    assert training.last_progress(str(log)) == \
         'Iter(train) [ 150/2000] eta: 0:10:02 time: 0.3256 s/it'
 
 

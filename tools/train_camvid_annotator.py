@@ -24,7 +24,7 @@ Three steps:
    are among them, and calibration reads the labeled ones), the config's test pipeline (at the
    ``--scale``), the model's logits upsampled bilinearly to the original 480 x 360, softmax
    (``--flip``: the mean of the softmax of the image and of its horizontal mirror, mirrored
-   back), written as a cache entry (every class by default, ``--topk K`` keeps the top K;
+   back; on the GPU when there is one), written as a cache entry (every class by default, ``--topk K`` keeps the top K;
    ``write_entry``: atomic) plus the manifest ``cache_info.json`` holding the command that
    remakes the cache. Resumable: valid entries are skipped (``--overwrite`` remakes them). A
    cache made by a different checkpoint or with another ``--flip`` is refused unless
@@ -321,14 +321,14 @@ def file_sha1(path, chunk=1 << 20):
 
 
 # --- export -----------------------------------------------------------------------------
-def load_model(cfg, checkpoint):
+def load_model(cfg, checkpoint, device='cpu'):
     from mmengine.registry import DefaultScope
     from mmengine.runner import load_checkpoint
     from mmseg.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = MODELS.build(cfg.model)
     load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
-    return model.eval()
+    return model.to(device).eval()
 
 
 def export_pipeline(cfg):
@@ -368,7 +368,7 @@ def _softmax_of(model, batch):
     with torch.no_grad():
         samples = model.test_step(batch)
     logits = torch.stack([s.seg_logits.data for s in samples])
-    return logits.float().softmax(dim=1)
+    return logits.float().softmax(dim=1).cpu()
 
 
 def export(args, model, cfg, classes, stems, command, model_info):
@@ -662,7 +662,7 @@ def main(argv=None):
         with open(timing_file, 'w') as f:
             json.dump(dict(seconds=train_seconds, iters=args.iters,
                            threads=torch.get_num_threads()), f)
-    model = load_model(cfg, checkpoint)
+    model = load_model(cfg, checkpoint, 'cuda' if torch.cuda.is_available() else 'cpu')
     start = time.time()
     written, skipped = export(args, model, cfg, classes, export_stems, command, model_info)
     export_seconds = time.time() - start

@@ -110,6 +110,8 @@ def row_options(row, split, seed, protocol, group=None, choices=None):
     if protocol.get('checkpoint_interval'):
         opts['default_hooks.checkpoint.interval'] = protocol['checkpoint_interval']
         opts['default_hooks.checkpoint.max_keep_ckpts'] = protocol.get('keep_checkpoints', 1)
+    if protocol.get('workers'):
+        opts['train_dataloader.num_workers'] = protocol['workers']
     opts.update(row_options_eval(protocol))
     split_dir = f'splits/camvid/{split}'
     if row.name == 'supervised':
@@ -171,7 +173,8 @@ def run_row(row, split, seed, protocol, work_root, log=print, group=None, choice
         work_dir = osp.join(osp.dirname(work_dir), name)
     opts = row_options(row, split, seed, protocol, group, choices)
     opts.update(extra or {})
-    return run(osp.join(CONFIGS, row.config), opts, work_dir, protocol, log=log,
+    config_dir = protocol.get('config_dir') or CONFIGS   # resolution.py's rewrites, if any
+    return run(osp.join(config_dir, row.config), opts, work_dir, protocol, log=log,
                result=dict(row=name or row.name, split=split, seed=seed, group=group))
 
 
@@ -265,7 +268,7 @@ def _run_logged(cmd, log_path, log, progress_seconds):
                 proc.wait(timeout=progress_seconds)
                 break
             except subprocess.TimeoutExpired:
-                line = _last_progress(log_path)
+                line = last_progress(log_path)
                 if line:
                     log(f'    {line}')
     if proc.returncode != 0:
@@ -275,7 +278,7 @@ def _run_logged(cmd, log_path, log, progress_seconds):
                            f'its log is {log_path}:\n{tail}')
 
 
-def _last_progress(log_path):
+def last_progress(log_path):
     """The latest ``Iter(train) [k/N] ... eta: ...`` of a log, shortened to its counters."""
     with open(log_path, errors='replace') as f:
         lines = [ln for ln in f if 'Iter(train)' in ln or 'Iter(val)' in ln]
@@ -288,15 +291,18 @@ def _last_progress(log_path):
     return ' '.join(x for x in (m.group(1), m.group(2), f'time: {m.group(3)} s/it') if x)
 
 
-KEPT_LINES = ('$ ', 'Iter(train)', 'Iter(val)', 'mIoU', 'ConformalSAM', 'Exp name', 'resumed')
+KEPT_LINES = ('$ ', 'Iter(train)', 'Iter(val)', 'mIoU', 'ConformalSAM', 'Exp name', 'resumed',
+              'GPU 0:', 'PyTorch: ')
 
 
 def keep_logs(work_dir, dest):
-    """Copy what a finished run's numbers come from into ``dest`` (committed beside the
-    report): its result.json, the config it trained (mmengine's dump), and its logs trimmed to
-    the commands, the training / validation lines, mIoU tables and ConformalSAM's lines."""
+    """Copy what a run's numbers come from into ``dest`` (committed beside the report): its
+    result.json (when it finished), the config it trained (mmengine's dump), and its logs
+    trimmed to the commands, the machine (GPU and PyTorch), the training / validation lines,
+    mIoU tables and ConformalSAM's lines."""
     os.makedirs(dest, exist_ok=True)
-    shutil.copyfile(osp.join(work_dir, 'result.json'), osp.join(dest, 'result.json'))
+    if osp.exists(osp.join(work_dir, 'result.json')):
+        shutil.copyfile(osp.join(work_dir, 'result.json'), osp.join(dest, 'result.json'))
     for name in os.listdir(work_dir):
         if name.endswith('.py'):
             shutil.copyfile(osp.join(work_dir, name), osp.join(dest, 'config.py'))

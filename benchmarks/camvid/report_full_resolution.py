@@ -1,0 +1,156 @@
+"""docs/results/camvid_full_resolution.md: the full-resolution runs (full_resolution.py), each
+beside the half-resolution run of the same row and seed (the kept logs of run.py), with the
+machine each ran on (read from its log); unfinished runs with how far they came."""
+import json
+import os
+import os.path as osp
+import re
+
+import plan
+
+HALF_LOGS = osp.join('logs', 'camvid')
+LOGS = osp.join('logs', 'camvid_full_resolution')
+NAME = 'camvid_full_resolution.md'
+MANIFEST = 'annotator_cache_info.json'   # the manifest of the cache the runs read
+
+
+def val_miou(result):
+    """val mIoU (in %) of the run's final checkpoint."""
+    return result['val'][max(result['val'], key=int)]
+
+
+def run_path(root, split, seed, group, row):
+    return osp.join(*([root, split, f'seed{seed}'] + ([group] if group else []) + [row]))
+
+
+def half_result(out_dir, row, split, seed, group):
+    """The half-resolution run's result.json (kept beside the report), or None."""
+    path = osp.join(run_path(osp.join(out_dir, HALF_LOGS), split, seed, group, row),
+                    'result.json')
+    if not osp.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def machine(log_path):
+    """'GPU name, PyTorch version' (or 'CPU, ...') from mmengine's environment lines of a log."""
+    if not osp.exists(log_path):
+        return '?'
+    gpu = torch = None
+    with open(log_path, errors='replace') as f:
+        for line in f:
+            m = re.search(r'GPU 0: (.+)', line)
+            gpu = gpu or (m and m.group(1).strip())
+            m = re.search(r'PyTorch: (\S+)', line)
+            torch = torch or (m and m.group(1))
+    return f'{gpu or "CPU"}, PyTorch {torch or "?"}'
+
+
+def training_speed(log_path):
+    """(last iteration, max iterations, {stage: (mean seconds per iteration, mean data-loading
+    seconds)}) from the ``Iter(train)`` lines of a log; the first logged window (start-up) is
+    left out."""
+    last, total, times = 0, None, {}
+    first = True
+    with open(log_path, errors='replace') as f:
+        for line in f:
+            m = re.search(r'Iter\(train\)\s*\[\s*(\d+)/(\d+)\].*?\btime: ([\d.]+)\s+'
+                          r'data_time: ([\d.]+)', line)
+            if not m:
+                continue
+            last, total = int(m.group(1)), int(m.group(2))
+            if first:
+                first = False
+                continue
+            stage = re.search(r'conformalsam_stage: (\d)', line)
+            times.setdefault(f'Stage {stage.group(1)}' if stage else 'all', []).append(
+                (float(m.group(3)), float(m.group(4))))
+    return last, total, {k: tuple(sum(x) / len(v) for x in zip(*v)) for k, v in times.items()}
+
+
+def annotator_text(out_dir):
+    path = osp.join(out_dir, LOGS, MANIFEST)
+    if not osp.exists(path):
+        return ''
+    with open(path) as f:
+        manifest = json.load(f)
+    evaluation = manifest.get('evaluation') or {}
+    sha = (manifest.get('model') or {}).get('checkpoint_sha1', '?')[:12]
+    return (f' The cache these runs read ({LOGS}/{MANIFEST}): checkpoint sha1 {sha}, '
+            f'mIoU {100 * evaluation.get("mIoU", float("nan")):.2f} on CamVid train.')
+
+
+def finished_table(results, out_dir):
+    supervised = {r['seed']: val_miou(r) for r in results if r['row'] == 'supervised'}
+    lines = ['| row | seed | machine | val mIoU | - supervised | selection mIoU | val mIoU at '
+             'half resolution | s/it | minutes |', '|---|---|---|---|---|---|---|---|---|']
+    for r in results:
+        log = osp.join(run_path(osp.join(out_dir, LOGS), r['split'], r['seed'], r.get('group'),
+                                r['row']), 'train.log')
+        half = half_result(out_dir, r['row'], r['split'], r['seed'], r.get('group'))
+        val = val_miou(r)
+        gap = supervised.get(r['seed']) if r['row'] != 'supervised' else None
+        speed = (r.get('seconds_per_iter') or {}).get('all')
+        lines.append(
+            f'| {plan.ROW[r["row"]].label} | {r["seed"]} | {machine(log)} | {val:.1f} | '
+            f'{"-" if gap is None else f"{val - gap:+.1f}"} | {r["mIoU"]:.1f} | '
+            f'{"-" if half is None else f"{val_miou(half):.1f}"} | '
+            f'{"-" if speed is None else f"{speed:.3f}"} | {r["wall_seconds"] / 60:.1f} |')
+    return '\n'.join(lines)
+
+
+def unfinished_text(unfinished, out_dir):
+    if not unfinished:
+        return ''
+    lines = ['## Unfinished runs', '',
+             'Stopped (the sitting ended) or failed before their last iteration; where their '
+             'work dir is kept, the command resumes them from their last checkpoint. How far '
+             'each came, from its log:', '']
+    for u in unfinished:
+        log = osp.join(out_dir, u['log'])
+        last, total, speeds = training_speed(log) if osp.exists(log) else (0, None, {})
+        speed = ', '.join(f'{k} {t:.3f} s/it ({d:.3f} of it loading data)'
+                          for k, (t, d) in sorted(speeds.items()))
+        lines.append(f'- {u["run"]} ({machine(log)}): iteration {last} of {total or "?"}'
+                     + (f'; {speed}' if speed else '') + f' ({u["log"]})')
+    return '\n'.join(lines) + '\n'
+
+
+def write(summary, finished, unfinished, out_dir):
+    protocol = summary['protocol']
+    done = {(r['row'], r['seed']) for r in finished}
+    started = {(u['row'], u['seed']) for u in unfinished}
+    not_started = [f'{row} (seed {s})' for s in summary['seeds'] for row in summary['rows']
+                   if (row, s) not in done | started]
+    text = f"""# CamVid at full resolution
+
+`python benchmarks/camvid/full_resolution.py --iters {protocol['iters']} --seeds \
+{' '.join(map(str, summary['seeds']))} --rows {' '.join(summary['rows'])}`
+
+The half-resolution benchmark's runs (camvid.md: split 1/{summary['split'][2:]}, DeepLabV3+ on \
+ImageNet-pretrained EfficientNet-Lite0, 4 labeled + 4 unlabeled images per iteration, SGD lr \
+{protocol['lr']:g} with poly decay, {protocol['iters']} iterations, the strong cross-sequence \
+annotator, ConformalSAM's self-reliance from 75% of the iterations) at {summary['resolution']}: \
+every config rewritten by benchmarks/camvid/resolution.py (resizes to 480 x 360, crops and \
+padding 320 px, OHEM's pixel count x 4), nothing else changed; {protocol.get('workers')} \
+data-loader workers. The annotator's cache is at 480 x 360 at both resolutions, made from the \
+same checkpoint.{annotator_text(out_dir)} val (0016E5) gives the numbers, the selection set \
+(0001TP) the validation during training, as at half resolution.
+
+{finished_table(finished, out_dir)}
+
+"- supervised": the run's val mIoU minus that of the full-resolution supervised run of the same \
+seed. {'One seed' if len(summary['seeds']) == 1 else f"{len(summary['seeds'])} seeds"}: the \
+half-resolution benchmark measures about 2 points between seeds of one row, so a difference \
+below that is not an effect. Logs: {LOGS}/.
+
+"""
+    text += unfinished_text(unfinished, out_dir)
+    if not_started:
+        text += '\nNot started: ' + ', '.join(not_started) + '.\n'
+    os.makedirs(out_dir, exist_ok=True)
+    path = osp.join(out_dir, NAME)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path

@@ -103,9 +103,9 @@ LOG = """$ OMP_NUM_THREADS=16 python tools/train.py conformalsam_camvid.py
     PyTorch: 2.11.0+cu130
     PyTorch compiling details: PyTorch built with:
 a huge config dump
-11/26 - INFO - Iter(train) [  50/1750]  lr: 1e-2  time: 0.9000  data_time: 0.5000  conformalsam_stage: 1  loss: 1
-11/26 - INFO - Iter(train) [ 100/1750]  lr: 1e-2  time: 0.2000  data_time: 0.0200  conformalsam_stage: 1  loss: 1
-11/26 - INFO - Iter(train) [ 150/1750]  lr: 1e-2  time: 0.3000  data_time: 0.0400  conformalsam_stage: 1  loss: 1
+INFO - Iter(train) [  50/1750]  time: 0.9000  data_time: 0.5000  conformalsam_stage: 1
+INFO - Iter(train) [ 100/1750]  time: 0.2000  data_time: 0.0200  conformalsam_stage: 1
+INFO - Iter(train) [ 150/1750]  time: 0.3000  data_time: 0.0400  conformalsam_stage: 1
 """
 
 

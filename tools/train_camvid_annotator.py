@@ -24,11 +24,11 @@ Three steps:
    are among them, and calibration reads the labeled ones), the config's test pipeline (at the
    ``--scale``), the model's logits upsampled bilinearly to the original 480 x 360, softmax
    (``--flip``: the mean of the softmax of the image and of its horizontal mirror, mirrored
-   back; on the GPU when there is one), written as a cache entry (every class by default, ``--topk K`` keeps the top K;
-   ``write_entry``: atomic) plus the manifest ``cache_info.json`` holding the command that
-   remakes the cache. Resumable: valid entries are skipped (``--overwrite`` remakes them). A
-   cache made by a different checkpoint or with another ``--flip`` is refused unless
-   ``--overwrite``.
+   back; on the GPU when there is one), written as a cache entry (every class by default,
+   ``--topk K`` keeps the top K; ``write_entry``: atomic) plus the manifest
+   ``cache_info.json`` holding the command that remakes the cache. Resumable: valid entries
+   are skipped (``--overwrite`` remakes them). A cache made by a different checkpoint or with
+   another ``--flip`` is refused unless ``--overwrite``.
 3. evaluate: on CamVid train against the ground truth, 255 ignored: the annotator's argmax
    (the cached top-1 class): mIoU and per-class IoU; top-k coverage of the true class
    (k = 1, 2, 3, 5); the expected calibration error of the top-1 probability over 15

@@ -5,8 +5,8 @@ The CPU benchmark trains on the half-resolution images (every ``Resize`` to 240 
 resize to 240 x 180 becomes 480 x 360 (CamVid's own size, so the images stay as they are), and
 every 160 px crop size (``RandomCrop``, the ``PadSegFields`` padding, the data preprocessors'
 ``size``) becomes 320 px; OHEM's ``min_kept`` (a pixel count, 15.6% of the batch's pixels in
-the hosts' configs) becomes four times as many. Everything else (network, batch, schedule, learning rate, seeds, the
-annotator's cache, which is at 480 x 360 either way) is unchanged.
+the hosts' configs) becomes four times as many. Everything else (network, batch, schedule,
+learning rate, seeds, the annotator's cache, which is at 480 x 360 either way) is unchanged.
 """
 import copy
 

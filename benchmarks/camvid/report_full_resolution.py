@@ -83,7 +83,7 @@ def annotator_text(out_dir):
 
 def finished_table(results, out_dir):
     supervised = {r['seed']: val_miou(r) for r in results if r['row'] == 'supervised'}
-    lines = ['| row | seed | machine | val mIoU | - supervised | selection mIoU | val mIoU at '
+    lines = ['| row | seed | machine | val mIoU | val vs supervised | selection mIoU | val mIoU at '
              'half resolution | s/it | minutes |', '|---|---|---|---|---|---|---|---|---|']
     for r in results:
         log = osp.join(run_path(osp.join(out_dir, LOGS), r['split'], r['seed'], r.get('group'),
@@ -140,7 +140,7 @@ same checkpoint.{annotator_text(out_dir)} val (0016E5) gives the numbers, the se
 
 {finished_table(finished, out_dir)}
 
-"- supervised": the run's val mIoU minus that of the full-resolution supervised run of the same \
+"val vs supervised": the run's val mIoU minus that of the full-resolution supervised run of the same \
 seed. {'One seed' if len(summary['seeds']) == 1 else f"{len(summary['seeds'])} seeds"}: the \
 half-resolution benchmark measures about 2 points between seeds of one row, so a difference \
 below that is not an effect. Logs: {LOGS}/.

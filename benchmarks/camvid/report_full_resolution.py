@@ -140,8 +140,8 @@ same checkpoint.{annotator_text(out_dir)} val (0016E5) gives the numbers, the se
 
 {finished_table(finished, out_dir)}
 
-"val vs supervised": the run's val mIoU minus that of the full-resolution supervised run of the same \
-seed. {'One seed' if len(summary['seeds']) == 1 else f"{len(summary['seeds'])} seeds"}: the \
+"val vs supervised": the run's val mIoU minus that of the full-resolution supervised run of the \
+same seed. {'One seed' if len(summary['seeds']) == 1 else f"{len(summary['seeds'])} seeds"}: the \
 half-resolution benchmark measures about 2 points between seeds of one row, so a difference \
 below that is not an effect. Logs: {LOGS}/.
 

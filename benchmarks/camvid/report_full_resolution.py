@@ -90,11 +90,11 @@ def finished_table(results, out_dir):
                                 r['row']), 'train.log')
         half = half_result(out_dir, r['row'], r['split'], r['seed'], r.get('group'))
         val = val_miou(r)
-        gap = supervised.get(r['seed']) if r['row'] != 'supervised' else None
+        base = supervised.get(r['seed']) if r['row'] != 'supervised' else None
         speed = (r.get('seconds_per_iter') or {}).get('all')
         lines.append(
             f'| {plan.ROW[r["row"]].label} | {r["seed"]} | {machine(log)} | {val:.1f} | '
-            f'{"-" if gap is None else f"{val - gap:+.1f}"} | {r["mIoU"]:.1f} | '
+            f'{"-" if base is None else f"{val - base:+.1f}"} | {r["mIoU"]:.1f} | '
             f'{"-" if half is None else f"{val_miou(half):.1f}"} | '
             f'{"-" if speed is None else f"{speed:.3f}"} | {r["wall_seconds"] / 60:.1f} |')
     return '\n'.join(lines)

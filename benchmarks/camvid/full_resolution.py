@@ -101,7 +101,7 @@ def train(protocol, runs, work_root):
             failed.append(run)
             continue
         inputs.log(f'    selection mIoU {r["mIoU"]:.2f}, val mIoU '
-                   f'{r["val"][max(r["val"], key=int)]:.2f}, {r["wall_seconds"] / 60:.1f} min')
+                   f'{report_full_resolution.final_val(r):.2f}, {r["wall_seconds"] / 60:.1f} min')
     return failed
 
 

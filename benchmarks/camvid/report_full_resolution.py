@@ -7,6 +7,8 @@ import os.path as osp
 import re
 
 import plan
+from report_training import final_val
+from training import run_dir
 
 HALF_LOGS = osp.join('logs', 'camvid')
 LOGS = osp.join('logs', 'camvid_full_resolution')
@@ -14,18 +16,9 @@ NAME = 'camvid_full_resolution.md'
 MANIFEST = 'annotator_cache_info.json'   # the manifest of the cache the runs read
 
 
-def val_miou(result):
-    """val mIoU (in %) of the run's final checkpoint."""
-    return result['val'][max(result['val'], key=int)]
-
-
-def run_path(root, split, seed, group, row):
-    return osp.join(*([root, split, f'seed{seed}'] + ([group] if group else []) + [row]))
-
-
 def half_result(out_dir, row, split, seed, group):
     """The half-resolution run's result.json (kept beside the report), or None."""
-    path = osp.join(run_path(osp.join(out_dir, HALF_LOGS), split, seed, group, row),
+    path = osp.join(run_dir(osp.join(out_dir, HALF_LOGS), plan.ROW[row], split, seed, group),
                     'result.json')
     if not osp.exists(path):
         return None
@@ -82,20 +75,20 @@ def annotator_text(out_dir):
 
 
 def finished_table(results, out_dir):
-    supervised = {r['seed']: val_miou(r) for r in results if r['row'] == 'supervised'}
+    supervised = {r['seed']: final_val(r) for r in results if r['row'] == 'supervised'}
     lines = ['| row | seed | machine | val mIoU | val vs supervised | selection mIoU | val mIoU at '
              'half resolution | s/it | minutes |', '|---|---|---|---|---|---|---|---|---|']
     for r in results:
-        log = osp.join(run_path(osp.join(out_dir, LOGS), r['split'], r['seed'], r.get('group'),
-                                r['row']), 'train.log')
+        log = osp.join(run_dir(osp.join(out_dir, LOGS), plan.ROW[r['row']], r['split'],
+                               r['seed'], r.get('group')), 'train.log')
         half = half_result(out_dir, r['row'], r['split'], r['seed'], r.get('group'))
-        val = val_miou(r)
+        val = final_val(r)
         base = supervised.get(r['seed']) if r['row'] != 'supervised' else None
         speed = (r.get('seconds_per_iter') or {}).get('all')
         lines.append(
             f'| {plan.ROW[r["row"]].label} | {r["seed"]} | {machine(log)} | {val:.1f} | '
             f'{"-" if base is None else f"{val - base:+.1f}"} | {r["mIoU"]:.1f} | '
-            f'{"-" if half is None else f"{val_miou(half):.1f}"} | '
+            f'{"-" if half is None else f"{final_val(half):.1f}"} | '
             f'{"-" if speed is None else f"{speed:.3f}"} | {r["wall_seconds"] / 60:.1f} |')
     return '\n'.join(lines)
 

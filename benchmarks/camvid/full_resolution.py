@@ -32,6 +32,7 @@ import inputs  # noqa: E402
 import plan  # noqa: E402
 import report_full_resolution  # noqa: E402
 import training  # noqa: E402
+from report_training import final_val  # noqa: E402
 from resolution import write_full_resolution  # noqa: E402
 
 SPLIT = '1-8'
@@ -101,7 +102,7 @@ def train(protocol, runs, work_root):
             failed.append(run)
             continue
         inputs.log(f'    selection mIoU {r["mIoU"]:.2f}, val mIoU '
-                   f'{report_full_resolution.final_val(r):.2f}, {r["wall_seconds"] / 60:.1f} min')
+                   f'{final_val(r):.2f}, {r["wall_seconds"] / 60:.1f} min')
     return failed
 
 

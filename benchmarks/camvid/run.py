@@ -60,6 +60,7 @@ from derived import (ALPHAS, QUALITY_SPLIT, SIMULATED_GAPS, TAUS,  # noqa: E402
                      labeled_choices, run_quality, run_risk_quality)
 from inputs import (SPLITS, cache_size, check_camvid, log, make_annotators,  # noqa: E402
                     make_selection, make_splits, split_stems)
+from report_training import final_val  # noqa: E402
 from training import REPO, ROW_NAMES, dump_json  # noqa: E402
 
 CHECKPOINT_INTERVAL = 250
@@ -226,8 +227,8 @@ def run_training(args, protocol, runs, alphas, risk_targets):
         log(f'[{n}/{len(runs)}] {run.describe()}: ~{left / 3600:.1f} h left in the plan')
         r = execute(run, protocol, args.work_dir, results, alphas, risk_targets)
         trained += 1
-        log(f'    selection mIoU {r["mIoU"]:.2f}, val mIoU {r["val"][max(r["val"], key=int)]:.2f}'
-            f', {r["wall_seconds"] / 60:.0f} min')
+        log(f'    selection mIoU {r["mIoU"]:.2f}, val mIoU {final_val(r):.2f}, '
+            f'{r["wall_seconds"] / 60:.0f} min')
         results.append(r)
     return collect(runs, args.work_dir)
 

@@ -191,3 +191,27 @@ def test_the_former_name_still_builds_the_head():
     assert type(head) is AnnotatorPseudoLabelHead
     assert SEEMPseudoLabelHead is AnnotatorPseudoLabelHead
     assert MODELS.get('AnnotatorPseudoLabelHead') is AnnotatorPseudoLabelHead
+
+
+def test_the_filter_runs_where_the_batch_is_by_default_and_on_the_cpu_when_asked(monkeypatch):
+    import conformalsam_mmseg.models.heads.annotator_pseudo_label_head as module
+    seen = []
+    real = module.topk_to_dense
+    monkeypatch.setattr(module, 'topk_to_dense', lambda index, prob, *a, **k: seen.append(
+        (index.device, prob.dtype)) or real(index, prob, *a, **k))
+    samples = _samples(_hand_probs(), 4)
+    out = {}
+    for device in (None, 'cpu'):
+        head = AnnotatorPseudoLabelHead(4, classes=CLASSES, filter_device=device,
+                                        thresholds=Q)
+        out[device] = head(samples)
+    assert AnnotatorPseudoLabelHead(4).filter_device is None
+    assert torch.equal(out[None][0], EXPECTED) and torch.equal(out['cpu'][0], EXPECTED)
+    assert out[None][1] == out['cpu'][1]
+    assert seen == [(torch.device('cpu'), torch.uint8)] * 2
+    # 'meta' stands for a device the batch is not on: the head moves the top-k there
+    seen.clear()
+    head = AnnotatorPseudoLabelHead(4, classes=CLASSES, filter_device='meta', thresholds=Q)
+    with pytest.raises(Exception):
+        head(samples)
+    assert seen and seen[0][0] == torch.device('meta')

@@ -88,6 +88,36 @@ def test_the_runs_read_the_rewritten_configs_with_the_workers_asked_for(monkeypa
     assert 'train_dataloader.num_workers' not in seen['opts']
 
 
+def test_the_filter_device_reaches_every_annotator_row(monkeypatch):
+    seen = []
+    monkeypatch.setattr(full_resolution, 'train', lambda protocol, runs, work_root: seen.append(
+        [training.row_options(plan.ROW[r.row], r.split, r.seed, protocol, r.group)
+         for r in runs]) or [])
+    for name in ('check_camvid', 'make_splits', 'make_selection', 'make_annotators'):
+        monkeypatch.setattr(full_resolution.inputs, name, lambda *a, **k: None)
+    monkeypatch.setattr(full_resolution, 'write_configs', lambda *a: None)
+    monkeypatch.setattr(full_resolution, 'keep_annotator_manifest', lambda *a: None)
+    monkeypatch.setattr(full_resolution.report_full_resolution, 'write', lambda *a: 'report')
+    monkeypatch.setattr(full_resolution.training, 'dump_json', lambda *a: None)
+    key = 'model.pseudo_label_head.filter_device'
+    args = ['--iters', '100', '--rows', 'supervised', 'raw', 'conformalsam', '--work-dir',
+            '/nonexistent/w', '--out', '/nonexistent/o']
+    for flag, expected in (([], None), (['--filter-device', 'cpu'], 'cpu')):
+        seen.clear()
+        full_resolution.main(args + flag)
+        supervised, raw, conformalsam = seen[0]
+        assert key not in supervised
+        assert raw[key] == conformalsam[key] == expected and key in raw and key in conformalsam
+    # as tools/train.py gets None: the text 'None', which --cfg-options reads as None
+    from mmengine.config import DictAction
+    assert DictAction._parse_iterable(training._format(None)) is None
+    # the half-resolution benchmark's protocol has no filter_device: its runs' options (which
+    # decide whether a finished run is read or trained again) are unchanged
+    protocol = dict(iters=100, lr=0.01, labeled_batch=4, log_interval=50,
+                    annotators=dict(plan.ANNOTATORS))
+    assert key not in training.row_options(plan.ROW['raw'], '1-8', 0, protocol, 'strong')
+
+
 def test_rows_with_a_chosen_option_are_not_offered():
     assert 'supervised' in full_resolution.ROWS and 'conformalsam' in full_resolution.ROWS
     assert not {'threshold_best', 'risk', 'conformal_pixel_filtering'} & set(full_resolution.ROWS)
@@ -148,12 +178,21 @@ def test_the_report_sets_each_run_beside_its_half_resolution_run(tmp_path):
     unfinished = [dict(run='conformalsam, seed 0', row='conformalsam', seed=0,
                        log='logs/camvid_full_resolution/1-8/seed0/strong/conformalsam/'
                            'train.log')]
+    on_cpu = dict(_result('conformal_pixel', 0, 57.0, 'strong'),
+                  options={report.FILTER_DEVICE_OPTION: 'cpu'})
     path = report.write(summary, [_result('supervised', 0, 60.3),
-                                  _result('raw', 0, 58.1, 'strong')], unfinished, str(out))
+                                  _result('raw', 0, 58.1, 'strong'), on_cpu], unfinished, str(out))
     text = open(path).read()
-    assert '| Supervised only (labeled images) | 0 | CPU, PyTorch 2.13.0+cpu | 60.3 | - |' in text
-    assert '| + raw annotator labels | 0 | ? | 58.1 | -2.2 | 40.0 | 45.6 | 0.056 | 2.5 |' in text
+    assert ('| Supervised only (labeled images) | 0 | CPU, PyTorch 2.13.0+cpu | 60.3 | - | 40.0 '
+            '| - | - |') in text
+    assert ('| + raw annotator labels | 0 | ? | 58.1 | -2.2 | 40.0 | 45.6 | GPU | 0.056 | 2.5 |'
+            in text)
+    assert '| 0 | ? | 57.0 | -3.3 | 40.0 | - | CPU | 0.056 | 2.5 |' in text
     assert ('conformalsam, seed 0 (NVIDIA H200, PyTorch 2.11.0+cu130): iteration 150 of 1750; '
             'Stage 1 0.250 s/it (0.030 of it loading data)') in text
-    assert 'Not started: conformal_pixel (seed 0).' in text
+    assert 'Not started' not in text
+    assert '--rows supervised raw conformalsam conformal_pixel`' in text
+    summary['protocol']['filter_device'] = 'cpu'
+    text = open(report.write(summary, [], [], str(out))).read()
+    assert '--rows supervised raw conformalsam conformal_pixel --filter-device cpu`' in text
     assert 'checkpoint sha1 b5e67a710cb3, mIoU 39.35 on CamVid train' in text

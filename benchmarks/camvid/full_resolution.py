@@ -1,7 +1,7 @@
 """The CamVid benchmark at full resolution (480 x 360 images, 320 px crops), for a GPU.
 
   python benchmarks/camvid/full_resolution.py --iters 1750 [--seeds 0 1 2]
-      [--rows supervised raw conformalsam conformal_pixel] [--workers 8]
+      [--rows supervised raw conformalsam conformal_pixel] [--workers 8] [--filter-device None]
       [--work-dir work_dirs/camvid_benchmark_full] [--out docs/results] [--report-only]
 
 The runs of run.py (training.py's rows on split 1/8, the strong annotator, validation on the
@@ -53,6 +53,10 @@ def parse_args(argv=None):
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--workers', type=int, default=8,
                    help='training data-loader workers (default: %(default)s)')
+    p.add_argument('--filter-device', choices=('None', 'cpu'), default='None',
+                   help="model.pseudo_label_head.filter_device of the annotator rows: 'None' "
+                        "(the head's default: where the batch is, the GPU) or 'cpu' (the same "
+                        'labels, benchmarks/bench_filter_device.py)')
     p.add_argument('--work-dir', default=osp.join(training.REPO, 'work_dirs',
                                                   'camvid_benchmark_full'))
     p.add_argument('--out', default=osp.join(training.REPO, 'docs', 'results'))
@@ -114,6 +118,7 @@ def main(argv=None):
                     selection=True, test_on_val=True, annotators=dict(plan.ANNOTATORS),
                     checkpoint_interval=CHECKPOINT_INTERVAL, keep_checkpoints=1,
                     config_dir=config_dir, workers=args.workers)
+    protocol['filter_device'] = None if args.filter_device == 'None' else args.filter_device
     failed = []
     if not args.report_only:
         inputs.check_camvid()

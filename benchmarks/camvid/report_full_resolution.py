@@ -14,6 +14,7 @@ HALF_LOGS = osp.join('logs', 'camvid')
 LOGS = osp.join('logs', 'camvid_full_resolution')
 NAME = 'camvid_full_resolution.md'
 MANIFEST = 'annotator_cache_info.json'   # the manifest of the cache the runs read
+FILTER_DEVICE_OPTION = 'model.pseudo_label_head.filter_device'
 
 
 def half_result(out_dir, row, split, seed, group):
@@ -74,10 +75,20 @@ def annotator_text(out_dir):
             f'mIoU {100 * evaluation.get("mIoU", float("nan")):.2f} on CamVid train.')
 
 
+def filter_device(result):
+    """Where a run's pseudo-label head filtered: 'GPU' (``filter_device=None``, the head's
+    default: where the batch is), 'CPU' (``'cpu'``), '-' for rows without the head."""
+    if not plan.ROW[result['row']].conformalsam:
+        return '-'
+    device = (result.get('options') or {}).get(FILTER_DEVICE_OPTION, 'None')
+    return 'CPU' if device == 'cpu' else 'GPU'
+
+
 def finished_table(results, out_dir):
     supervised = {r['seed']: final_val(r) for r in results if r['row'] == 'supervised'}
     lines = ['| row | seed | machine | val mIoU | val vs supervised | selection mIoU | val mIoU at '
-             'half resolution | s/it | minutes |', '|---|---|---|---|---|---|---|---|---|']
+             'half resolution | pseudo-label filter on | s/it | minutes |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         log = osp.join(run_dir(osp.join(out_dir, LOGS), plan.ROW[r['row']], r['split'],
                                r['seed'], r.get('group')), 'train.log')
@@ -88,7 +99,7 @@ def finished_table(results, out_dir):
         lines.append(
             f'| {plan.ROW[r["row"]].label} | {r["seed"]} | {machine(log)} | {val:.1f} | '
             f'{"-" if base is None else f"{val - base:+.1f}"} | {r["mIoU"]:.1f} | '
-            f'{"-" if half is None else f"{final_val(half):.1f}"} | '
+            f'{"-" if half is None else f"{final_val(half):.1f}"} | {filter_device(r)} | '
             f'{"-" if speed is None else f"{speed:.3f}"} | {r["wall_seconds"] / 60:.1f} |')
     return '\n'.join(lines)
 
@@ -119,7 +130,8 @@ def write(summary, finished, unfinished, out_dir):
     text = f"""# CamVid at full resolution
 
 `python benchmarks/camvid/full_resolution.py --iters {protocol['iters']} --seeds \
-{' '.join(map(str, summary['seeds']))} --rows {' '.join(summary['rows'])}`
+{' '.join(map(str, summary['seeds']))} --rows {' '.join(summary['rows'])}\
+{' --filter-device cpu' if protocol.get('filter_device') == 'cpu' else ''}`
 
 The half-resolution benchmark's runs (camvid.md: split 1/{summary['split'][2:]}, DeepLabV3+ on \
 ImageNet-pretrained EfficientNet-Lite0, 4 labeled + 4 unlabeled images per iteration, SGD lr \
@@ -136,7 +148,10 @@ same checkpoint.{annotator_text(out_dir)} val (0016E5) gives the numbers, the se
 "val vs supervised": the run's val mIoU minus that of the full-resolution supervised run of the \
 same seed. {'One seed' if len(summary['seeds']) == 1 else f"{len(summary['seeds'])} seeds"}: the \
 half-resolution benchmark measures about 2 points between seeds of one row, so a difference \
-below that is not an effect. Logs: {LOGS}/.
+below that is not an effect. "pseudo-label filter on": where the annotator rows' \
+pseudo-label head filtered the cached annotator output (`filter_device`: None, the default, \
+where the batch is, or 'cpu'; both give the same labels, benchmarks/bench_filter_device.py, \
+and docs/annotators.md gives their speeds). Logs: {LOGS}/.
 
 """
     text += unfinished_text(unfinished, out_dir)

@@ -127,6 +127,8 @@ def row_options(row, split, seed, protocol, group=None, choices=None):
     if row.conformalsam:
         annotators = protocol.get('annotators') or {None: protocol.get('annotator_cache')}
         opts['train_dataloader.dataset.annotator_cache'] = annotators[group]
+        if 'filter_device' in protocol:   # where the head filters (the same labels either way)
+            opts['model.pseudo_label_head.filter_device'] = protocol['filter_device']
     opts.update(row.options)
     if row.choice == 'tau':
         opts['model.pseudo_label_head.confidence_threshold'] = (choices or {})[group]['tau']

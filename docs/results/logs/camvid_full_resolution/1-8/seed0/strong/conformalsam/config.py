@@ -281,6 +281,7 @@ model = dict(
         background_index=None,
         confidence_threshold=None,
         filter='conformal',
+        filter_device=None,
         mode='pixel',
         num_classes=11,
         risk_cfg=dict(

@@ -1,4 +1,4 @@
-"""Where the pseudo-label head's filter runs: ``filter_device='cpu'`` (default) or ``None``.
+"""Where the pseudo-label head's filter runs: ``filter_device=None`` (default) or ``'cpu'``.
 
 ``AnnotatorPseudoLabelHead`` turns a batch's cached annotator top-k into pseudo-labels. With
 ``filter_device='cpu'`` it moves the compact uint8 top-k to the CPU, filters there and moves the

@@ -8,13 +8,12 @@ import re
 
 import plan
 from report_training import final_val
-from training import run_dir
+from training import FILTER_DEVICE_OPTION, run_dir
 
 HALF_LOGS = osp.join('logs', 'camvid')
 LOGS = osp.join('logs', 'camvid_full_resolution')
 NAME = 'camvid_full_resolution.md'
 MANIFEST = 'annotator_cache_info.json'   # the manifest of the cache the runs read
-FILTER_DEVICE_OPTION = 'model.pseudo_label_head.filter_device'
 
 
 def half_result(out_dir, row, split, seed, group):

@@ -128,7 +128,7 @@ def row_options(row, split, seed, protocol, group=None, choices=None):
         annotators = protocol.get('annotators') or {None: protocol.get('annotator_cache')}
         opts['train_dataloader.dataset.annotator_cache'] = annotators[group]
         if 'filter_device' in protocol:   # where the head filters (the same labels either way)
-            opts['model.pseudo_label_head.filter_device'] = protocol['filter_device']
+            opts[FILTER_DEVICE_OPTION] = protocol['filter_device']
     opts.update(row.options)
     if row.choice == 'tau':
         opts['model.pseudo_label_head.confidence_threshold'] = (choices or {})[group]['tau']
@@ -144,6 +144,7 @@ def _format(value):
     return 'None' if value is None else str(value)
 
 
+FILTER_DEVICE_OPTION = 'model.pseudo_label_head.filter_device'
 SELECTION_FILE = 'splits/camvid/selection.txt'  # relative to the configs' data_root
 
 

@@ -215,3 +215,9 @@ def test_the_filter_runs_where_the_batch_is_by_default_and_on_the_cpu_when_asked
     with pytest.raises(Exception):
         head(samples)
     assert seen and seen[0][0] == torch.device('meta')
+
+
+def test_a_filter_device_that_is_not_a_device_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"filter_device='gpu' is not a device: use None"):
+        AnnotatorPseudoLabelHead(4, filter_device='gpu')
+    assert AnnotatorPseudoLabelHead(4, filter_device='cpu').filter_device == 'cpu'

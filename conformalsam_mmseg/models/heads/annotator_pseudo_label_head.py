@@ -129,6 +129,13 @@ class AnnotatorPseudoLabelHead(nn.Module):
         self.ignore_index = ignore_index
         self.per_class_stats = per_class_stats
         self.stats_prefix = stats_prefix
+        if filter_device is not None:
+            try:
+                torch.device(filter_device)
+            except (RuntimeError, TypeError) as e:
+                raise ValueError(f'pseudo_label_head.filter_device={filter_device!r} is not a '
+                                 "device: use None (where the batch is) or a torch device such "
+                                 f"as 'cpu' ({e})") from None
         self.filter_device = filter_device
         self.register_buffer('thresholds',
                              torch.full((self.num_classes, ), math.nan, dtype=torch.float64))

@@ -196,3 +196,21 @@ def test_the_report_sets_each_run_beside_its_half_resolution_run(tmp_path):
     text = open(report.write(summary, [], [], str(out))).read()
     assert '--rows supervised raw conformalsam conformal_pixel --filter-device cpu`' in text
     assert 'checkpoint sha1 b5e67a710cb3, mIoU 39.35 on CamVid train' in text
+
+
+def test_the_report_reads_the_kept_runs_when_their_work_dirs_are_gone(tmp_path):
+    out, work = tmp_path / 'results', tmp_path / 'work'
+    kept = out / 'logs' / 'camvid_full_resolution' / '1-8' / 'seed0'
+    (kept / 'supervised').mkdir(parents=True)
+    (kept / 'supervised' / 'result.json').write_text(json.dumps(_result('supervised', 0, 60.3)))
+    (kept / 'strong' / 'conformalsam').mkdir(parents=True)
+    (kept / 'strong' / 'conformalsam' / 'train.log').write_text(LOG)
+    full_resolution.main(['--report-only', '--iters', '1750', '--work-dir', str(work),
+                          '--out', str(out), '--rows', 'supervised', 'conformalsam', 'raw'])
+    results = json.loads((work / 'results.json').read_text())
+    assert [r['row'] for r in results['training']] == ['supervised']
+    assert [u['row'] for u in results['unfinished']] == ['conformalsam']
+    text = (out / 'camvid_full_resolution.md').read_text()
+    assert 'iteration 150 of 1750' in text
+    # what was kept is left as it was
+    assert (kept / 'strong' / 'conformalsam' / 'train.log').read_text() == LOG

@@ -1,6 +1,8 @@
 """The CamVid benchmark's plan and choices (benchmarks/camvid/plan.py, choices.py, run.py)."""
 import json
+import os
 import os.path as osp
+import shutil
 import sys
 
 import pytest
@@ -137,19 +139,63 @@ def test_kept_logs_hold_the_result_config_and_the_trimmed_log(tmp_path):
     assert json.loads((tmp_path / 'kept' / 'result.json').read_text()) == dict(mIoU=40.0)
 
 
+def test_a_finished_run_kept_beside_the_report_is_read_not_trained(tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError('trained a run whose result is kept')
+    monkeypatch.setattr(training, '_run_logged', no_training)
+    opts = {'train_cfg.max_iters': '4', 'randomness.seed': '0'}
+    work_root, out = str(tmp_path / 'work'), str(tmp_path / 'out')
+    run = plan.make_plan([0], ['1-8'], ['raw'])[0]
+    wd, kept = bench.run_work_dir(run, work_root), bench.kept_dir(run, work_root, out)
+    os.makedirs(osp.join(wd, 'val_predictions'))
+    training.dump_json(dict(row='raw', mIoU=40.0, options=opts), osp.join(wd, 'result.json'))
+    (tmp_path / 'work').joinpath(osp.relpath(wd, work_root), 'val_predictions',
+                                 'a.png').write_bytes(b'png')
+    bench.keep_logs([run], work_root, out)
+    assert open(osp.join(kept, 'val_predictions', 'a.png'), 'rb').read() == b'png'
+    shutil.rmtree(work_root)   # a fresh machine: only what is kept beside the report
+    assert bench.finished(run, work_root) == 'to run'
+    bench.restore_kept([run], work_root, out)
+    assert bench.finished(run, work_root) == 'done'
+    assert open(osp.join(wd, 'val_predictions', 'a.png'), 'rb').read() == b'png'
+    assert training.run('cfg.py', opts, wd, {}, log=lambda m: None)['mIoU'] == 40.0
+    # a work dir where a run has started is not overwritten by the kept result
+    other = str(tmp_path / 'started')
+    training.dump_json(opts, osp.join(other, 'options.json'))
+    assert not training.restore(kept, other)
+    assert not osp.exists(osp.join(other, 'result.json'))
+    # nothing kept: nothing restored
+    assert not training.restore(str(tmp_path / 'nothing'), str(tmp_path / 'fresh'))
+
+
+def test_the_convergence_study_reads_its_kept_runs(tmp_path):
+    import convergence
+    args = convergence.parse_args(['--work-dir', str(tmp_path / 'work'),
+                                   '--out', str(tmp_path / 'out')])
+    runs = convergence.plan(args)
+    name, _, _, wd = runs[0]
+    training.dump_json(dict(mIoU=40.0), osp.join(convergence.kept_dir(args.out, name),
+                                                 'result.json'))
+    assert convergence.restore_kept(runs, args.out) == 1
+    assert json.load(open(osp.join(wd, 'result.json'))) == dict(mIoU=40.0)
+    assert convergence.restore_kept(runs, args.out) == 0
+
+
 def test_the_length_comes_from_the_convergence_study(tmp_path, monkeypatch):
     calls = []
 
-    def study(cmd):
+    def study(cmd):   # its kept runs do not have every seed: only training chooses a length
         calls.append(cmd)
-        (tmp_path / 'convergence').mkdir()
-        (tmp_path / 'convergence' / 'length.json').write_text(json.dumps(dict(length=1250)))
+        if '--report-only' not in cmd:
+            (tmp_path / 'convergence').mkdir()
+            (tmp_path / 'convergence' / 'length.json').write_text(json.dumps(dict(length=1250)))
     monkeypatch.setattr(inputs, 'call', study)
     with pytest.raises(SystemExit, match='convergence study has not finished'):
         bench.read_length(str(tmp_path), str(tmp_path / 'out'), run_study=False)
+    assert calls[0][0].endswith('convergence.py') and '--report-only' in calls[0]
     assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250
-    assert calls and calls[0][0].endswith('convergence.py')
-    assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250 and len(calls) == 1
+    assert '--report-only' not in calls[1]
+    assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250 and len(calls) == 2
 
 
 def test_a_cache_with_fewer_classes_than_camvid_is_remade(tmp_path, monkeypatch):

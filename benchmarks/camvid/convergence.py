@@ -20,7 +20,8 @@ The length, chosen on the selection set only: the smallest evaluated iteration L
 selection mIoU (over the default-BN seeds) is within one seed standard deviation at L of the
 best mean at any later iteration. Written to WORK_DIR/length.json and, with the curves of both
 sets, docs/results/camvid_convergence.md (+ .png). Resumable: finished runs are read, an
-interrupted run resumes from its last checkpoint.
+interrupted run resumes from its last checkpoint, and a finished run whose work dir is gone
+is read from its kept logs (docs/results/logs/camvid_convergence/).
 """
 import argparse
 import os.path as osp
@@ -66,6 +67,19 @@ def plan(args):
     return [(n, s, bn, osp.join(args.work_dir, n)) for n, s, bn in runs]
 
 
+KEPT_LOGS = osp.join('logs', 'camvid_convergence')   # under --out
+
+
+def kept_dir(out_dir, name):
+    return osp.join(out_dir, KEPT_LOGS, name)
+
+
+def restore_kept(runs, out_dir):
+    """The finished runs kept beside the report whose work dirs are gone are read from there
+    (training.restore); returns how many."""
+    return sum(training.restore(kept_dir(out_dir, name), wd) for name, _, _, wd in runs)
+
+
 def protocol(args):
     return dict(iters=args.iters, lr=args.lr, labeled_batch=4, log_interval=50,
                 val_interval=args.every, checkpoint_interval=args.every,
@@ -96,6 +110,10 @@ def main(argv=None):
     args = parse_args(argv)
     runs = plan(args)
     per_run = estimate(args)
+    restored = restore_kept(runs, args.out)
+    if restored:
+        inputs.log(f'{restored} finished runs read from their kept logs '
+                   f'({osp.join(args.out, KEPT_LOGS)})')
     if args.plan:
         for name, seed, bn, wd in runs:
             state = ('done' if osp.exists(osp.join(wd, 'result.json')) else
@@ -127,7 +145,7 @@ def main(argv=None):
         r = results[name]
         inputs.log(f'    selection {r["val_curve"]}, val {r["val"]}')
     for name, _, _, wd in runs:
-        training.keep_logs(wd, osp.join(args.out, 'logs', 'camvid_convergence', name))
+        training.keep_logs(wd, kept_dir(args.out, name))
     default = {results[n]['seed']: {int(k): v for k, v in results[n]['val_curve'].items()}
                for n, _, bn, _ in runs if bn == 0.1}
     length, table = choose_length(default)

@@ -74,6 +74,12 @@ def work_dir_of(run, work_root):
     return training.run_dir(work_root, plan.ROW[run.row], run.split, run.seed, run.group)
 
 
+def kept_dir_of(run, work_root, out_dir):
+    """Where the run's logs are kept beside the report."""
+    return osp.join(out_dir, report_full_resolution.LOGS,
+                    osp.relpath(work_dir_of(run, work_root), work_root))
+
+
 def write_configs(rows, config_dir):
     """Every row's config at full resolution under ``config_dir`` (same relative paths)."""
     for config in sorted({plan.ROW[r].config for r in rows}):
@@ -119,6 +125,8 @@ def main(argv=None):
                     checkpoint_interval=CHECKPOINT_INTERVAL, keep_checkpoints=1,
                     config_dir=config_dir, workers=args.workers)
     protocol['filter_device'] = None if args.filter_device == 'None' else args.filter_device
+    for run in runs:   # finished runs whose work dirs are gone are read from their kept logs
+        training.restore(kept_dir_of(run, args.work_dir, args.out), work_dir_of(run, args.work_dir))
     failed = []
     if not args.report_only:
         inputs.check_camvid()
@@ -135,16 +143,15 @@ def main(argv=None):
     finished, unfinished = [], []
     for run in runs:
         wd = work_dir_of(run, args.work_dir)
-        kept = osp.join(args.out, report_full_resolution.LOGS, osp.relpath(wd, args.work_dir))
+        kept = kept_dir_of(run, args.work_dir, args.out)
         if osp.exists(osp.join(wd, 'result.json')):
             with open(osp.join(wd, 'result.json')) as f:
                 finished.append(json.load(f))
-        elif osp.exists(osp.join(wd, 'train.log')):
+        elif any(osp.exists(osp.join(d, 'train.log')) for d in (wd, kept)):
             unfinished.append(dict(run=run.describe(), row=run.row, seed=run.seed,
                                    log=osp.relpath(osp.join(kept, 'train.log'), args.out)))
-        else:
-            continue
-        training.keep_logs(wd, kept)
+        if osp.isdir(wd):
+            training.keep_logs(wd, kept)
     training.dump_json(dict(summary=summary, training=finished, unfinished=unfinished),
                        osp.join(args.work_dir, 'results.json'))
     path = report_full_resolution.write(summary, finished, unfinished, args.out)

@@ -3,14 +3,14 @@ truth and the prediction of one seed's run of each method, side by side.
 
 Each run's prediction is made once, by ``mmseg.apis.inference_model`` on its final checkpoint
 and the config its training dumped, and kept as ``val_predictions/<stem>.png`` in its work dir
-(class indices), so that rewriting the report does not predict again."""
+(class indices) and beside its kept logs, so that rewriting the report does not predict again."""
 import os
 import os.path as osp
 import sys
 
 import numpy as np
 
-from training import REPO, checkpoints
+from training import PREDICTIONS, REPO, checkpoints
 
 sys.path.insert(0, osp.join(REPO, 'tools'))
 from visualize_pseudo_labels import PANEL_GAP, _text, colourise, legend  # noqa: E402
@@ -38,7 +38,7 @@ def run_config(work_dir, config_name):
 
 def can_predict(work_dir, stems=None):
     """Whether the run's predictions are kept or can be made (a checkpoint is there)."""
-    kept = osp.join(work_dir, 'val_predictions')
+    kept = osp.join(work_dir, PREDICTIONS)
     if stems is None:
         stems = val_stems() if osp.isdir(VAL) else ()
     if stems and all(osp.exists(osp.join(kept, f'{s}.png')) for s in stems):
@@ -52,7 +52,7 @@ def predictions(work_dir, config_name, stems, device='cpu'):
     import cv2
     out, missing = {}, []
     for stem in stems:
-        path = osp.join(work_dir, 'val_predictions', f'{stem}.png')
+        path = osp.join(work_dir, PREDICTIONS, f'{stem}.png')
         if osp.exists(path):
             out[stem] = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         else:
@@ -65,11 +65,11 @@ def predictions(work_dir, config_name, stems, device='cpu'):
         if not found:
             raise FileNotFoundError(f'no iter_N.pth in {work_dir}')
         model = init_model(run_config(work_dir, config_name), found[-1][1], device=device)
-        os.makedirs(osp.join(work_dir, 'val_predictions'), exist_ok=True)
+        os.makedirs(osp.join(work_dir, PREDICTIONS), exist_ok=True)
         for stem in missing:
             sample = inference_model(model, _image(stem))
             pred = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
-            cv2.imwrite(osp.join(work_dir, 'val_predictions', f'{stem}.png'), pred)
+            cv2.imwrite(osp.join(work_dir, PREDICTIONS, f'{stem}.png'), pred)
             out[stem] = pred
     return out
 

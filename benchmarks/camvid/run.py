@@ -5,7 +5,8 @@
       [--out docs/results]
 
 What it does, each step skipped when its output exists (so the benchmark runs in several
-sittings; an unfinished training run resumes from its last checkpoint):
+sittings; an unfinished training run resumes from its last checkpoint, and a finished run whose
+work dir is gone is read from its kept logs under docs/results/logs/camvid/):
 
 1. data: CamVid at data/camvid (linked to ../shared/data/camvid when that exists, else made by
    tools/prepare_camvid.py); the seeded labeled splits 1/16, 1/8, 1/4 of train
@@ -30,7 +31,7 @@ sittings; an unfinished training run resumes from its last checkpoint):
 Steps 1 and 2 are inputs.py, 4 (alpha*, target*) and 5 are derived.py, 6 is training.py in
 plan.py's order; this file runs them and makes the choice of t*.
 
-``--plan`` prints every run, whether it is done, and its estimated cost, and runs nothing.
+``--plan`` prints every run, whether it is done, and its estimated cost, and trains nothing.
 ``--max-runs N`` stops after N runs trained in this sitting; ``--report-only`` writes the
 report from the runs finished so far. Each run gets the cores that other work leaves free when
 it starts (``CAMVID_BENCHMARK_THREADS`` overrides) and prints its progress with mmengine's
@@ -77,7 +78,7 @@ def parse_args(argv=None):
                    help='training iterations of every row (default: the convergence '
                         "study's length, WORK_DIR/convergence/length.json)")
     p.add_argument('--plan', action='store_true',
-                   help='print every run and its estimated cost; run nothing')
+                   help='print every run and its estimated cost; train nothing')
     p.add_argument('--max-runs', type=int, default=None,
                    help='stop after this many runs trained in this sitting')
     p.add_argument('--report-only', action='store_true',
@@ -96,16 +97,18 @@ def parse_args(argv=None):
 
 
 def read_length(work_root, out_dir, run_study=True):
-    """The convergence study's length; the study runs first (resumable) when it has not
-    chosen one yet, unless ``run_study`` is False."""
+    """The convergence study's length. When it has not chosen one yet, the study runs first
+    (resumable; its finished runs are read from their kept logs), or with ``run_study`` False
+    only reads its finished runs (``--report-only``, which trains nothing)."""
     path = osp.join(work_root, 'convergence', 'length.json')
     if not osp.exists(path):
-        if not run_study:
-            raise SystemExit(f'error: no {path}: the convergence study has not finished '
-                             '(benchmarks/camvid/convergence.py); pass --iters')
         log('the convergence study chooses the length first (benchmarks/camvid/convergence.py)')
         inputs.call([osp.join(HERE, 'convergence.py'), '--work-dir',
-               osp.join(work_root, 'convergence'), '--out', out_dir])
+                     osp.join(work_root, 'convergence'), '--out', out_dir]
+                    + ([] if run_study else ['--report-only']))
+    if not osp.exists(path):
+        raise SystemExit(f'error: no {path}: the convergence study has not finished '
+                         '(benchmarks/camvid/convergence.py); pass --iters')
     with open(path) as f:
         return int(json.load(f)['length'])
 
@@ -191,14 +194,28 @@ def run_work_dir(run, work_root):
     return osp.join(osp.dirname(wd), run.name) if run.tau is not None else wd
 
 
+def kept_dir(run, work_root, out_dir):
+    return osp.join(out_dir, 'logs', 'camvid', osp.relpath(run_work_dir(run, work_root),
+                                                           work_root))
+
+
 def keep_logs(runs, work_root, out_dir):
-    """The finished runs' results, configs and trimmed logs under OUT/logs/camvid/ (beside
-    the report, so that every number of it can be traced to a kept log)."""
+    """The finished runs' results, configs, trimmed logs and pictured predictions under
+    OUT/logs/camvid/ (beside the report, so that every number of it can be traced to a kept
+    log)."""
     for run in runs:
         wd = run_work_dir(run, work_root)
         if osp.exists(osp.join(wd, 'result.json')):
-            training.keep_logs(wd, osp.join(out_dir, 'logs', 'camvid',
-                                            osp.relpath(wd, work_root)))
+            training.keep_logs(wd, kept_dir(run, work_root, out_dir))
+
+
+def restore_kept(runs, work_root, out_dir):
+    """The finished runs kept under OUT/logs/camvid/ whose work dirs are gone are read from
+    there (training.restore), not trained again."""
+    n = sum(training.restore(kept_dir(run, work_root, out_dir), run_work_dir(run, work_root))
+            for run in runs)
+    if n:
+        log(f'{n} finished runs read from their kept logs ({osp.join(out_dir, "logs", "camvid")})')
 
 
 def collect(runs, work_root):
@@ -245,9 +262,10 @@ def main(argv=None):
         path = report_risk.write_risk(run_risk_quality(args.work_dir), args.out, QUALITY_SPLIT)
         log(f'done in {(time.perf_counter() - start) / 60:.1f} min: {path}')
         return
+    runs = plan.make_plan(args.seeds, args.splits, args.rows)
+    restore_kept(runs, args.work_dir, args.out)
     iters = args.iters or read_length(args.work_dir, args.out,
                                       run_study=not (args.plan or args.report_only))
-    runs = plan.make_plan(args.seeds, args.splits, args.rows)
     if args.plan:
         print_plan(runs, iters, args.work_dir, measured_speeds(collect(runs, args.work_dir)))
         return
@@ -273,9 +291,9 @@ def main(argv=None):
                    wall_seconds=time.perf_counter() - start, threads=os.cpu_count())
     dump_json(dict(summary=summary, quality=quality_results, training=train_results),
           osp.join(args.work_dir, 'results.json'))
-    keep_logs(runs, args.work_dir, args.out)
     import report
     path = report.write(args.work_dir, args.out, split_stems(QUALITY_SPLIT))
+    keep_logs(runs, args.work_dir, args.out)   # after the report: with its predictions
     if osp.abspath(args.out) == osp.join(REPO, 'docs', 'results') and QUALITY_SPLIT in args.splits:
         import report_readme
         report_readme.update(osp.join(REPO, 'README.md'), summary, train_results, QUALITY_SPLIT)

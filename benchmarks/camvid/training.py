@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')
+FILTER_DEVICE_OPTION = 'model.pseudo_label_head.filter_device'
+SELECTION_FILE = 'splits/camvid/selection.txt'  # relative to the configs' data_root
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,6 @@ def row_options(row, split, seed, protocol, group=None, choices=None):
 
 def _format(value):
     return 'None' if value is None else str(value)
-
-
-FILTER_DEVICE_OPTION = 'model.pseudo_label_head.filter_device'
-SELECTION_FILE = 'splits/camvid/selection.txt'  # relative to the configs' data_root
 
 
 def row_options_eval(protocol):
@@ -296,16 +294,20 @@ def last_progress(log_path):
 
 KEPT_LINES = ('$ ', 'Iter(train)', 'Iter(val)', 'mIoU', 'ConformalSAM', 'Exp name', 'resumed',
               'GPU 0:', 'PyTorch: ')
+PREDICTIONS = 'val_predictions'   # the report's picture of a run (report_predictions.py)
 
 
 def keep_logs(work_dir, dest):
     """Copy what a run's numbers come from into ``dest`` (committed beside the report): its
-    result.json (when it finished), the config it trained (mmengine's dump), and its logs
+    result.json (when it finished), the config it trained (mmengine's dump), its logs
     trimmed to the commands, the machine (GPU and PyTorch), the training / validation lines,
-    mIoU tables and ConformalSAM's lines."""
+    mIoU tables and ConformalSAM's lines, and its predictions of the report's picture."""
     os.makedirs(dest, exist_ok=True)
     if osp.exists(osp.join(work_dir, 'result.json')):
         shutil.copyfile(osp.join(work_dir, 'result.json'), osp.join(dest, 'result.json'))
+    if osp.isdir(osp.join(work_dir, PREDICTIONS)):
+        shutil.copytree(osp.join(work_dir, PREDICTIONS), osp.join(dest, PREDICTIONS),
+                        dirs_exist_ok=True)
     for name in os.listdir(work_dir):
         if name.endswith('.py'):
             shutil.copyfile(osp.join(work_dir, name), osp.join(dest, 'config.py'))
@@ -316,6 +318,23 @@ def keep_logs(work_dir, dest):
                 lines = [ln for ln in f if any(k in ln for k in KEPT_LINES) or ln.startswith('|')]
             with open(osp.join(dest, name), 'w') as f:
                 f.writelines(lines)
+
+
+def restore(dest, work_dir):
+    """The other way round: a finished run kept in ``dest`` whose work dir is gone (a fresh
+    machine, a cleaned work_dirs) gets its result.json and predictions back, so that it is
+    read instead of trained again (``run`` still trains it when its options differ). A work
+    dir where a run has started is left as it is. Returns whether it restored the run."""
+    if (osp.exists(osp.join(work_dir, 'options.json'))
+            or osp.exists(osp.join(work_dir, 'result.json'))
+            or not osp.exists(osp.join(dest, 'result.json'))):
+        return False
+    os.makedirs(work_dir, exist_ok=True)
+    if osp.isdir(osp.join(dest, PREDICTIONS)):
+        shutil.copytree(osp.join(dest, PREDICTIONS), osp.join(work_dir, PREDICTIONS),
+                        dirs_exist_ok=True)
+    shutil.copyfile(osp.join(dest, 'result.json'), osp.join(work_dir, 'result.json'))
+    return True
 
 
 def checkpoints(work_dir):

@@ -146,8 +146,40 @@ def test_full_scale_with_flip_round_trips_through_the_manifest(tool, tmp_path):
         tool.main([a for a in argv if a != '--flip'])
 
 
+def test_pinned_weights_make_the_same_cache_without_training(tool, tmp_path):
+    """--weights: the first call trains and pins the final weights with their settings; a
+    call on a fresh work dir and cache exports from them (nothing trains) the same entries,
+    its manifest naming the file and its sha1; other settings are refused, naming the file."""
+    root = shared_data('camvid')
+    weights = str(tmp_path / 'pinned' / 'annotator.pth')
+    argv = ['--data-root', root, '--iters', '1', '--crop', '64', '--batch-size', '2',
+            '--num-workers', '0', '--max-train-images', '2', '--max-export-images', '2',
+            '--log-interval', '1', '--weights', weights]
+    first = tool.main(argv + ['--work-dir', str(tmp_path / 'w1'), '--out', str(tmp_path / 'c1')])
+    assert first['trained'] and first['checkpoint'] == weights and osp.isfile(weights)
+    pinned = torch.load(weights, map_location='cpu', weights_only=False)
+    assert set(pinned) == {'state_dict', 'meta'}   # no optimizer state
+    assert pinned['meta']['train_settings']['iters'] == 1
+    second = tool.main(argv + ['--work-dir', str(tmp_path / 'w2'), '--out', str(tmp_path / 'c2')])
+    assert not second['trained'] and second['written'] == 2
+    assert not osp.exists(tmp_path / 'w2' / 'iter_1.pth')
+    manifest = read_manifest(str(tmp_path / 'c2'))
+    assert manifest['model']['checkpoint'] == weights
+    assert manifest['model']['checkpoint_sha1'] == tool.file_sha1(weights)
+    assert read_manifest(str(tmp_path / 'c1'))['model'] == manifest['model']
+    for name in sorted(n for n in os.listdir(tmp_path / 'c1') if n.endswith('.topk')):
+        a = read_entry(str(tmp_path / 'c1' / name))
+        b = read_entry(str(tmp_path / 'c2' / name))
+        assert (a.prob == b.prob).all() and (a.index == b.index).all()
+    other = argv[:argv.index('--iters')] + ['--iters', '2'] + argv[argv.index('--iters') + 2:]
+    with pytest.raises(SystemExit, match=r"annotator.pth was trained with other settings "
+                                         r"\(iters: 1 then, 2 now\)"):
+        tool.main(other + ['--work-dir', str(tmp_path / 'w3'), '--out', str(tmp_path / 'c3')])
+
+
 @pytest.mark.parametrize('extra', [
     [],
+    ['--weights', 'pinned/annotator.pth'],
     ['--scale', 'full', '--flip', '--topk', '3'],
     ['--scale', 'half', '--iters', '3000', '--crop', '320', '--batch-size', '6', '--lr', '0.01',
      '--seed', '2', '--codec', 'zlib', '--max-train-images', '5', '--max-export-images', '7'],

@@ -489,6 +489,21 @@ def test_report_write_makes_the_page_and_its_pictures(tmp_path):
     assert not (out / 'camvid_pseudo_labels.png').exists()
 
 
+def test_annotator_section_names_the_weights_every_cache_is_made_from(tmp_path):
+    import report_annotators
+    cache = tmp_path / 'strong'
+    cache.mkdir()
+    (cache / 'cache_info.json').write_text(json.dumps(dict(
+        command='python tools/train_camvid_annotator.py --work-dir w',
+        evaluation=dict(mIoU=0.4, aAcc=0.8, top_k_coverage={'1': 0.8}, ece=0.03),
+        model=dict(checkpoint='benchmarks/camvid/annotators/cross_sequence_strong.pth',
+                   checkpoint_sha1='0123456789abcdef'))))
+    text = report_annotators.section({'strong': str(cache)}, str(tmp_path))
+    assert 'strong `benchmarks/camvid/annotators/cross_sequence_strong.pth` (0123456789ab)' \
+        in text
+    assert '| 40.0 | 80.0 | 80.0 / - / - / - | 3.0 |' in text
+
+
 def test_readme_table_is_the_reports_table_between_its_markers(tmp_path):
     import report_readme
     results = _fake_results(tmp_path)

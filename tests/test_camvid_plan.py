@@ -148,17 +148,21 @@ def test_a_finished_run_kept_beside_the_report_is_read_not_trained(tmp_path, mon
     run = plan.make_plan([0], ['1-8'], ['raw'])[0]
     wd, kept = bench.run_work_dir(run, work_root), bench.kept_dir(run, work_root, out)
     os.makedirs(osp.join(wd, 'val_predictions'))
-    training.dump_json(dict(row='raw', mIoU=40.0, options=opts), osp.join(wd, 'result.json'))
+    training.dump_json(dict(row='raw', mIoU=40.0, options=opts, annotator='a1'),
+                       osp.join(wd, 'result.json'))
     (tmp_path / 'work').joinpath(osp.relpath(wd, work_root), 'val_predictions',
                                  'a.png').write_bytes(b'png')
     bench.keep_logs([run], work_root, out)
     assert open(osp.join(kept, 'val_predictions', 'a.png'), 'rb').read() == b'png'
     shutil.rmtree(work_root)   # a fresh machine: only what is kept beside the report
-    assert bench.finished(run, work_root) == 'to run'
+    annotators = {'strong': 'a1', 'weak': 'w1'}   # the sha1 of each annotator's kept weights
+    assert bench.finished(run, work_root, annotators) == 'to run'
     bench.restore_kept([run], work_root, out)
-    assert bench.finished(run, work_root) == 'done'
+    assert bench.finished(run, work_root, annotators) == 'done'
     assert open(osp.join(wd, 'val_predictions', 'a.png'), 'rb').read() == b'png'
-    assert training.run('cfg.py', opts, wd, {}, log=lambda m: None)['mIoU'] == 40.0
+    assert training.run('cfg.py', opts, wd, {}, log=lambda m: None,
+                        result=dict(annotator='a1'))['mIoU'] == 40.0
+    assert [r['mIoU'] for r in bench.collect([run], work_root, annotators)] == [40.0]
     # a work dir where a run has started is not overwritten by the kept result
     other = str(tmp_path / 'started')
     training.dump_json(opts, osp.join(other, 'options.json'))
@@ -166,6 +170,43 @@ def test_a_finished_run_kept_beside_the_report_is_read_not_trained(tmp_path, mon
     assert not osp.exists(osp.join(other, 'result.json'))
     # nothing kept: nothing restored
     assert not training.restore(str(tmp_path / 'nothing'), str(tmp_path / 'fresh'))
+
+
+def test_a_result_made_with_other_annotator_weights_is_trained_again(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_training(cmd, log_path, log, progress_seconds):
+        calls.append(cmd)
+        wd = cmd[cmd.index('--work-dir') + 1]
+        os.makedirs(osp.join(wd, 'run', 'vis_data'), exist_ok=True)
+        with open(osp.join(wd, 'run', 'vis_data', 'scalars.json'), 'w') as f:
+            f.write(json.dumps(dict(mIoU=50.0, step=4)) + '\n')
+    monkeypatch.setattr(training, '_run_logged', fake_training)
+    work_root = str(tmp_path / 'work')
+    opts = {'train_cfg.max_iters': '4'}
+    runs = plan.make_plan([0], ['1-8'], ['raw', 'supervised'])
+    raw = next(r for r in runs if r.row == 'raw' and r.group == 'strong')
+    supervised = next(r for r in runs if r.row == 'supervised')
+    for run in (raw, supervised):   # finished before the annotator's weights were kept
+        wd = bench.run_work_dir(run, work_root)
+        training.dump_json(dict(row=run.row, mIoU=40.0, options=opts), osp.join(wd, 'result.json'))
+        training.dump_json(opts, osp.join(wd, 'options.json'))
+        open(osp.join(wd, 'last_checkpoint'), 'w').write('iter_4.pth')
+    annotators = {'strong': 'a1', 'weak': 'w1'}
+    assert bench.finished(raw, work_root, annotators) == 'stale'
+    assert bench.finished(supervised, work_root, annotators) == 'done'   # reads no annotator
+    assert [r['row'] for r in bench.collect([raw, supervised], work_root, annotators)] == [
+        'supervised']
+    wd = bench.run_work_dir(raw, work_root)
+    out = training.run('cfg.py', opts, wd, {}, log=lambda m: None, result=dict(annotator='a1'))
+    # not resumed from the finished checkpoint of the other annotator: trained afresh
+    assert calls and '--resume' not in calls[-1] and not out['resumed']
+    assert out['annotator'] == 'a1' and out['mIoU'] == 50.0
+    assert json.load(open(osp.join(wd + '.old', 'result.json')))['mIoU'] == 40.0
+    assert json.load(open(osp.join(wd, 'options.json')))[training.ANNOTATOR_KEY] == 'a1'
+    assert bench.finished(raw, work_root, annotators) == 'done'
+    # no kept weights for the group yet: none of its results counts
+    assert bench.finished(raw, work_root, {'strong': None}) == 'stale'
 
 
 def test_the_convergence_study_reads_its_kept_runs(tmp_path):
@@ -198,17 +239,33 @@ def test_the_length_comes_from_the_convergence_study(tmp_path, monkeypatch):
     assert bench.read_length(str(tmp_path), str(tmp_path / 'out')) == 1250 and len(calls) == 2
 
 
-def test_a_cache_with_fewer_classes_than_camvid_is_remade(tmp_path, monkeypatch):
+def test_a_cache_with_fewer_classes_or_from_other_weights_is_remade(tmp_path, monkeypatch):
+    import hashlib
     calls = []
     caches = {g: str(tmp_path / g) for g in ('strong', 'weak')}
-    for g, topk in (('strong', 11), ('weak', 3)):
-        (tmp_path / g).mkdir()
-        (tmp_path / g / 'cache_info.json').write_text(json.dumps(dict(topk=topk)))
+    weights = {g: str(tmp_path / f'{g}.pth') for g in caches}
+    sha1 = {}
+    for g in caches:
+        (tmp_path / f'{g}.pth').write_bytes(g.encode())
+        sha1[g] = hashlib.sha1(g.encode()).hexdigest()
     monkeypatch.setattr(plan, 'ANNOTATORS', caches)
+    monkeypatch.setattr(plan, 'ANNOTATOR_WEIGHTS', weights)
     monkeypatch.setattr(inputs, 'call', calls.append)
+
+    def cache(g, topk, made_by):
+        os.makedirs(caches[g], exist_ok=True)
+        with open(osp.join(caches[g], 'cache_info.json'), 'w') as f:
+            json.dump(dict(topk=topk, model=dict(checkpoint_sha1=made_by)), f)
+    cache('strong', 11, sha1['strong'])
+    cache('weak', 3, sha1['weak'])
+    assert inputs.annotator_identities() == sha1
     inputs.make_annotators()
     assert len(calls) == 1 and calls[0][calls[0].index('--out') + 1] == caches['weak']
     assert '--overwrite' in calls[0] and '--topk' not in calls[0]
+    assert calls[0][calls[0].index('--weights') + 1] == weights['weak']
+    cache('weak', 11, 'other weights')   # every class, but made from other weights
+    inputs.make_annotators()
+    assert len(calls) == 2 and calls[1][calls[1].index('--out') + 1] == caches['weak']
 
 
 def test_alpha_choices_are_recomputed_when_a_cache_is_remade(tmp_path, monkeypatch):

@@ -35,6 +35,10 @@ Three steps:
    equal-width confidence bins, and its reliability diagram WORK_DIR/reliability.png. Printed
    and written to WORK_DIR/annotator_eval.json (and into the manifest).
 
+``--weights FILE`` pins the annotator: the first call trains and writes the final weights to
+FILE, every later call (on any machine) exports from FILE instead of training, so the cache
+comes from the same network even where training would not repeat bit for bit.
+
 The ConformalSAM CamVid configs read the cache from data/annotator_cache/camvid_cross_sequence
 (configs/_base_/conformalsam_camvid.py). See docs/annotators.md.
 """
@@ -111,6 +115,13 @@ def parse_args(argv=None):
                         help='train on N Seq05VD frames (evenly spaced), for tests')
     parser.add_argument('--max-export-images', type=int, default=None, metavar='N',
                         help='export and evaluate the first N train images only, for tests')
+    parser.add_argument('--weights', default=None, metavar='FILE',
+                        help='pin the annotator to FILE: when FILE exists nothing trains and '
+                        'the export is made from it (its training settings must be the ones '
+                        'given); otherwise the training writes its final weights (the state '
+                        'dict and the settings) to FILE, and the export is made from them. The '
+                        'manifest records FILE and its sha1, so a cache remade from FILE on '
+                        'another machine comes from the same network')
     parser.add_argument('--retrain', action='store_true',
                         help='train even if the work dir holds this run\'s final checkpoint')
     parser.add_argument('--overwrite', action='store_true',
@@ -133,6 +144,8 @@ def remake_command(args):
     if args.config != DEFAULT_CONFIG:
         parts += ['--config', args.config]
     parts += ['--lr', str(args.lr)]
+    if args.weights is not None:
+        parts += ['--weights', args.weights]
     if args.codec != 'none':
         parts += ['--codec', args.codec]
     if args.max_train_images is not None:
@@ -305,6 +318,36 @@ def train(args, stems):
     with open(settings_file, 'w') as f:
         json.dump(settings, f, indent=2)
     return checkpoint, cfg, seconds
+
+
+def pin_weights(checkpoint, path, settings):
+    """Write the final checkpoint's state dict and the settings it was trained with to
+    ``path`` (``--weights``); returns ``path``."""
+    import torch
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    torch.save(dict(state_dict=state, meta=dict(train_settings=settings)), path + '.tmp')
+    os.replace(path + '.tmp', path)
+    return path
+
+
+def pinned_weights(args, stems):
+    """``--weights`` when it exists (the settings it was trained with checked against the
+    given ones), else None."""
+    if not args.weights or not osp.isfile(args.weights):
+        return None
+    import torch
+    meta = torch.load(args.weights, map_location='cpu', weights_only=False).get('meta') or {}
+    before, now = meta.get('train_settings') or {}, train_settings(args, stems)
+    changed = sorted(k for k in now if before.get(k) != now[k])
+    if changed:
+        diff = [f'{k}: {before.get(k)!r} then, {now[k]!r} now' for k in changed if k != 'stems']
+        diff += ['other Seq05VD frames'] if 'stems' in changed else []
+        raise SystemExit(f'error: {args.weights} was trained with other settings ('
+                         + ', '.join(diff) + '); give those settings, or another --weights '
+                         'file to train a new annotator')
+    print(f'{args.weights} exists: exporting from it, not training', flush=True)
+    return args.weights
 
 
 def _read_lines(path):
@@ -650,7 +693,14 @@ def main(argv=None):
           f'(top-{args.topk} of {len(classes)} classes{", flip" if args.flip else ""}) to '
           f'{args.out}', flush=True)
 
-    checkpoint, cfg, train_seconds = train(args, train_stems)
+    checkpoint = pinned_weights(args, train_stems)
+    if checkpoint:
+        os.makedirs(args.work_dir, exist_ok=True)   # the evaluation goes there
+        cfg, train_seconds = build_config(args, osp.join(args.work_dir, STEMS_FILE)), None
+    else:
+        checkpoint, cfg, train_seconds = train(args, train_stems)
+        if args.weights:
+            checkpoint = pin_weights(checkpoint, args.weights, train_settings(args, train_stems))
     command = remake_command(args)
     model_info = dict(checkpoint=checkpoint, checkpoint_sha1=file_sha1(checkpoint),
                       trained_on=f'CamVid test, {TRAIN_SEQUENCE} frames only',

@@ -1,5 +1,6 @@
 """What the CamVid benchmark's runs read: the data, the labeled splits, the selection set and
 the two annotators' caches, each made when it is missing (run.py's steps 1 and 2)."""
+import hashlib
 import os
 import os.path as osp
 import subprocess
@@ -80,24 +81,47 @@ ANNOTATOR_COMMANDS = {
 
 
 def make_annotators(groups=None):
-    """The annotators' caches (``groups``, default both); returns {group: seconds it took (0
-    if it existed)}."""
+    """The annotators' caches (``groups``, default both), made from the weights kept in the
+    repository (plan.ANNOTATOR_WEIGHTS; trained, and then kept there, where they are
+    missing); returns {group: seconds it took (0 if it existed)}."""
     seconds = {}
     for group in groups or plan.ANNOTATORS:
         cache = osp.join(REPO, plan.ANNOTATORS[group])
         seconds[group] = 0.0
         from conformalsam_mmseg.annotators.cache import read_manifest
         manifest = read_manifest(cache) or {}
-        if manifest and manifest.get('topk') == NUM_CLASSES:
+        made_by = (manifest.get('model') or {}).get('checkpoint_sha1')
+        pinned = annotator_identity(group)
+        if manifest.get('topk') == NUM_CLASSES and pinned and made_by == pinned:
             continue
-        # missing, or cached with fewer classes than CamVid's 11: (re)make it; the tool reuses
-        # a finished training with the same settings and resumes a stopped one
-        log(f'the {group} cross-sequence annotator (Seq05VD only): training and caching')
+        # missing, cached with fewer classes than CamVid's 11 or from other weights: (re)make
+        # it; without kept weights the tool trains (reusing a finished training with the same
+        # settings, resuming a stopped one) and keeps them
+        log(f'the {group} cross-sequence annotator (Seq05VD only): '
+            + ('caching from its kept weights' if pinned else 'training and caching'))
         start = time.perf_counter()
         call([osp.join(REPO, 'tools', 'train_camvid_annotator.py'), '--data-root', CAMVID,
-               '--out', cache] + ANNOTATOR_COMMANDS[group] + (['--overwrite'] if manifest else []))
+              '--out', cache] + ANNOTATOR_COMMANDS[group]
+             + ['--weights', plan.ANNOTATOR_WEIGHTS[group]] + (['--overwrite'] if manifest else []))
         seconds[group] = time.perf_counter() - start
     return seconds
+
+
+def annotator_identity(group):
+    """The sha1 of the group's kept weights (None while they are not made): what the results
+    of the group's runs carry, and what makes a result of other weights stale."""
+    path = osp.join(REPO, plan.ANNOTATOR_WEIGHTS[group])
+    if not osp.exists(path):
+        return None
+    h = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def annotator_identities():
+    return {g: annotator_identity(g) for g in plan.ANNOTATORS}
 
 
 def call(cmd):
@@ -118,11 +142,15 @@ def cache_source(group):
 
 
 def cache_fingerprint(group):
-    """The command that made the group's cache (None when it is not made): results derived
-    from a cache carry it, and are recomputed when the cache was remade differently."""
+    """The command that made the group's cache and the sha1 of the weights it was made from
+    (None when it is not made): results derived from a cache carry it, and are recomputed when
+    the cache was remade differently."""
     from conformalsam_mmseg.annotators.cache import read_manifest
     manifest = read_manifest(osp.join(REPO, plan.ANNOTATORS[group])) or {}
-    return manifest.get('command')
+    if not manifest.get('command'):
+        return None
+    sha1 = (manifest.get('model') or {}).get('checkpoint_sha1')
+    return f"{manifest['command']} (weights sha1 {sha1})"
 
 
 def cache_size(path):

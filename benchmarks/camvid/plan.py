@@ -21,6 +21,10 @@ from training import ROWS, TAU_CANDIDATES
 ROW = {r.name: r for r in ROWS}
 ANNOTATORS = {'strong': 'data/annotator_cache/camvid_cross_sequence_full',
               'weak': 'data/annotator_cache/camvid_cross_sequence'}
+# each annotator's trained weights, kept in the repository (the tool's --weights): every
+# machine makes its cache from the same network
+ANNOTATOR_WEIGHTS = {g: f'benchmarks/camvid/annotators/cross_sequence_{g}.pth'
+                     for g in ANNOTATORS}
 TIERS = (
     ('supervised', 'raw', 'conformal_pixel', 'risk', 'conformalsam'),
     ('threshold_0.9', 'threshold_best', 'conformal_pixel_filtering', 'conformal_class',

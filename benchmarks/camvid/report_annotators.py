@@ -64,6 +64,12 @@ def section(caches, out_dir):
             name = f'camvid_reliability_{group}.png'
             shutil.copyfile(png, osp.join(out_dir, name))
             lines += ['', f'![reliability diagram, {group} annotator]({name})']
+    weights = {g: m.get('model') or {} for g, m in manifests.items()}
+    lines += ['', 'The weights every cache is made from, kept in the repository, and their sha1 '
+              "(each run's result names the sha1 of the weights it read; a result made from "
+              'other weights is trained again): '
+              + '; '.join(f"{g} `{w.get('checkpoint')}` ({(w.get('checkpoint_sha1') or '?')[:12]})"
+                          for g, w in weights.items()) + '.']
     lines += ['', 'Remake: ' + '; '.join(f"`{m.get('command')}`" for m in manifests.values())]
     return '\n'.join(lines)
 

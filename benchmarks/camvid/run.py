@@ -157,21 +157,37 @@ def execute(run, protocol, work_root, results, alphas, risk_targets=None):
                             name=run.name if run.tau is not None else None, extra=extra)
 
 
-def finished(run, work_root):
-    wd = run_work_dir(run, work_root)
+def wanted_annotator(run, annotators):
+    """The sha1 of the weights whose cache the run reads (None for a row without one)."""
+    return annotators.get(run.group) if plan.ROW[run.row].conformalsam else None
+
+
+def finished(run, work_root, annotators):
+    """'done' (a result made with the annotator of ``annotators``, {group: weights sha1}),
+    'stale' (a result made with other weights: it trains again), 'resumes' or 'to run'."""
+    wd, wanted = run_work_dir(run, work_root), wanted_annotator(run, annotators)
     if osp.exists(osp.join(wd, 'result.json')):
-        return 'done'
-    return 'resumes' if osp.exists(osp.join(wd, 'last_checkpoint')) else 'to run'
+        with open(osp.join(wd, 'result.json')) as f:
+            made_with = json.load(f).get('annotator')
+        if made_with == wanted and (wanted or not plan.ROW[run.row].conformalsam):
+            return 'done'
+        return 'stale'
+    if osp.exists(osp.join(wd, 'last_checkpoint')) and osp.exists(osp.join(wd, 'options.json')):
+        with open(osp.join(wd, 'options.json')) as f:
+            if json.load(f).get(training.ANNOTATOR_KEY) == wanted:
+                return 'resumes'
+    return 'to run'
 
 
-def print_plan(runs, iters, work_root, measured):
+def print_plan(runs, iters, work_root, measured, annotators):
     total = 0.0
     for n, run in enumerate(runs, 1):
-        state = finished(run, work_root)
+        state = finished(run, work_root, annotators)
         cost = 0.0 if state == 'done' else plan.estimate(run, iters, measured)
         total += cost
         print(f'{n:3d}. {run.describe():55s} {state:8s} ~{cost / 60:5.1f} min')
-    print(f'{sum(finished(r, work_root) == "done" for r in runs)} of {len(runs)} runs done; '
+    print(f'{sum(finished(r, work_root, annotators) == "done" for r in runs)} of {len(runs)} '
+          'runs done; '
           f'~{total / 3600:.1f} h left at {iters} iterations per run (estimates: '
           + ', '.join(f'{k} {v:.2f} s/it' for k, v in {**plan.SECONDS_PER_ITER,
                                                         **measured}.items()) + ')')
@@ -218,36 +234,36 @@ def restore_kept(runs, work_root, out_dir):
         log(f'{n} finished runs read from their kept logs ({osp.join(out_dir, "logs", "camvid")})')
 
 
-def collect(runs, work_root):
+def collect(runs, work_root, annotators):
+    """The results of the finished runs (none made with other annotator weights)."""
     out = []
     for run in runs:
-        wd = run_work_dir(run, work_root)
-        path = osp.join(wd, 'result.json')
-        if osp.exists(path):
-            with open(path) as f:
+        if finished(run, work_root, annotators) == 'done':
+            with open(osp.join(run_work_dir(run, work_root), 'result.json')) as f:
                 out.append(json.load(f))
     return out
 
 
 def run_training(args, protocol, runs, alphas, risk_targets):
-    results = collect(runs, args.work_dir)
+    annotators = protocol['annotator_sha1']
+    results = collect(runs, args.work_dir, annotators)
     trained = 0
     for n, run in enumerate(runs, 1):
-        if finished(run, args.work_dir) == 'done':
+        if finished(run, args.work_dir, annotators) == 'done':
             continue
         if args.max_runs is not None and trained >= args.max_runs:
             log(f'stopping after {trained} runs (--max-runs); the next sitting goes on')
             break
         speeds = measured_speeds(results)   # once per run, not once per remaining run
         left = sum(plan.estimate(r, protocol['iters'], speeds)
-                   for r in runs[n - 1:] if finished(r, args.work_dir) != 'done')
+                   for r in runs[n - 1:] if finished(r, args.work_dir, annotators) != 'done')
         log(f'[{n}/{len(runs)}] {run.describe()}: ~{left / 3600:.1f} h left in the plan')
         r = execute(run, protocol, args.work_dir, results, alphas, risk_targets)
         trained += 1
         log(f'    selection mIoU {r["mIoU"]:.2f}, val mIoU {final_val(r):.2f}, '
             f'{r["wall_seconds"] / 60:.0f} min')
         results.append(r)
-    return collect(runs, args.work_dir)
+    return collect(runs, args.work_dir, annotators)
 
 
 def main(argv=None):
@@ -267,18 +283,24 @@ def main(argv=None):
     iters = args.iters or read_length(args.work_dir, args.out,
                                       run_study=not (args.plan or args.report_only))
     if args.plan:
-        print_plan(runs, iters, args.work_dir, measured_speeds(collect(runs, args.work_dir)))
+        annotators = inputs.annotator_identities()
+        print_plan(runs, iters, args.work_dir,
+                   measured_speeds(collect(runs, args.work_dir, annotators)), annotators)
         return
     annotator_seconds = {} if args.report_only else make_annotators()
     # a checkpoint every 250 iterations (the last one kept): a run stopped with its sitting
-    # resumes from it in the next one instead of starting again
+    # resumes from it in the next one instead of starting again; a result of the annotator
+    # rows counts only when made from the kept weights (annotator_sha1)
     protocol = dict(iters=iters, lr=args.lr, labeled_batch=4, log_interval=50, selection=True,
                     test_on_val=True, annotators=dict(plan.ANNOTATORS),
+                    annotator_weights=dict(plan.ANNOTATOR_WEIGHTS),
+                    annotator_sha1=inputs.annotator_identities(),
                     checkpoint_interval=CHECKPOINT_INTERVAL, keep_checkpoints=1)
     alphas = labeled_choices(args.work_dir, args.splits, 'alpha')
     risk_targets = labeled_choices(args.work_dir, args.splits, 'risk_target')
     quality_results = {} if args.skip_quality else run_quality(args.work_dir)
-    train_results = (collect(runs, args.work_dir) if args.skip_training or args.report_only
+    train_results = (collect(runs, args.work_dir, protocol['annotator_sha1'])
+                     if args.skip_training or args.report_only
                      else run_training(args, protocol, runs, alphas, risk_targets))
     summary = dict(protocol=protocol, seeds=args.seeds, splits=args.splits, rows=args.rows,
                    planned=len(runs), quality_split=QUALITY_SPLIT, alphas=ALPHAS, taus=TAUS,

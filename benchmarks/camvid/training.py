@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')
 FILTER_DEVICE_OPTION = 'model.pseudo_label_head.filter_device'
+ANNOTATOR_KEY = 'annotator_sha1'   # in a run's options.json: the weights its cache came from
 SELECTION_FILE = 'splits/camvid/selection.txt'  # relative to the configs' data_root
 
 
@@ -175,42 +176,47 @@ def run_row(row, split, seed, protocol, work_root, log=print, group=None, choice
     opts = row_options(row, split, seed, protocol, group, choices)
     opts.update(extra or {})
     config_dir = protocol.get('config_dir') or CONFIGS   # resolution.py's rewrites, if any
+    annotator = (protocol.get('annotator_sha1') or {}).get(group) if row.conformalsam else None
     return run(osp.join(config_dir, row.config), opts, work_dir, protocol, log=log,
-               result=dict(row=name or row.name, split=split, seed=seed, group=group))
+               result=dict(row=name or row.name, split=split, seed=seed, group=group,
+                           annotator=annotator))
 
 
 def run(config, opts, work_dir, protocol, log=print, result=None):
     """One training run of ``config`` with ``opts`` in ``work_dir``; resumable.
 
-    A finished run (``result.json`` with the same options) is read, not trained. An unfinished
-    one (``options.json`` with the same options and a ``last_checkpoint``) resumes from its last
-    checkpoint, its log appended. A work dir made with other options is moved to
+    A finished run (``result.json`` with the same options and annotator) is read, not trained.
+    An unfinished one (``options.json`` with the same settings and a ``last_checkpoint``)
+    resumes from its last checkpoint, its log appended. A work dir made with other options or
+    another annotator (``result['annotator']``, the sha1 of its weights) is moved to
     ``WORK_DIR.old`` and the run starts afresh. While it trains, the run's latest
     ``Iter(train)`` line (with mmengine's remaining-time estimate) is printed every
     ``protocol['progress_seconds']`` (default 120 s).
     """
     opts = {k: _format(v) for k, v in opts.items()}
+    annotator = (result or {}).get('annotator')
+    settings = dict(opts, **({ANNOTATOR_KEY: annotator} if annotator else {}))
     result_path = osp.join(work_dir, 'result.json')
     options_path = osp.join(work_dir, 'options.json')
+    stale = False
     if osp.exists(result_path):
         with open(result_path) as f:
             done = json.load(f)
-        if done.get('options') == opts:
+        if done.get('options') == opts and done.get('annotator') == annotator:
             return done
-        log(f'  {result_path} was made with other settings; training again')
+        stale = True
     resume = False
     if osp.exists(options_path):
         with open(options_path) as f:
-            same = json.load(f) == opts
-        if same and osp.exists(osp.join(work_dir, 'last_checkpoint')):
-            resume = True
-        elif not same:
-            old = work_dir + '.old'
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(work_dir, old)
-            log(f'  {work_dir} was made with other settings; moved to {old}')
+            stale = stale or json.load(f) != settings
+        resume = not stale and osp.exists(osp.join(work_dir, 'last_checkpoint'))
+    if stale:
+        old = work_dir + '.old'
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(work_dir, old)
+        log(f'  {work_dir} was made with other settings or another annotator; moved to {old}')
     os.makedirs(work_dir, exist_ok=True)
-    dump_json(opts, options_path)
+    dump_json(settings, options_path)
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir]
     if resume:
         cmd.append('--resume')

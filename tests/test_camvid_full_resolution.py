@@ -205,12 +205,19 @@ def test_the_report_reads_the_kept_runs_when_their_work_dirs_are_gone(tmp_path):
     (kept / 'supervised' / 'result.json').write_text(json.dumps(_result('supervised', 0, 60.3)))
     (kept / 'strong' / 'conformalsam').mkdir(parents=True)
     (kept / 'strong' / 'conformalsam' / 'train.log').write_text(LOG)
+    (kept / 'strong' / 'raw').mkdir(parents=True)   # made from other annotator weights
+    (kept / 'strong' / 'raw' / 'result.json').write_text(json.dumps(
+        dict(_result('raw', 0, 52.7, 'strong'), annotator='other weights')))
     full_resolution.main(['--report-only', '--iters', '1750', '--work-dir', str(work),
                           '--out', str(out), '--rows', 'supervised', 'conformalsam', 'raw'])
     results = json.loads((work / 'results.json').read_text())
     assert [r['row'] for r in results['training']] == ['supervised']
     assert [u['row'] for u in results['unfinished']] == ['conformalsam']
+    assert [u['row'] for u in results['stale']] == ['raw']
     text = (out / 'camvid_full_resolution.md').read_text()
     assert 'iteration 150 of 1750' in text
+    assert ('Made from other annotator weights than the kept ones, so not reported (the command '
+            'trains them again): raw, split 1-8, seed 0, strong annotator.') in text
+    assert 'Not started' not in text
     # what was kept is left as it was
     assert (kept / 'strong' / 'conformalsam' / 'train.log').read_text() == LOG

@@ -280,7 +280,8 @@ def test_alpha_choices_are_recomputed_when_a_cache_is_remade(tmp_path, monkeypat
         return dict(alpha=0.1, table=[])
     monkeypatch.setattr(choices, 'choose_alpha', choose)
     out = derived.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
-    assert sorted(calls) == ['strong', 'weak'] and out['1-8']['weak']['cache'] == 'make weak --topk 3'
+    assert sorted(calls) == ['strong', 'weak']
+    assert out['1-8']['weak']['cache'] == 'make weak --topk 3'
     derived.labeled_choices(str(tmp_path), ['1-8'], 'alpha')
     assert len(calls) == 2            # the stored choices are read back
     commands['weak'] = 'make weak'    # the weak cache is remade with every class

@@ -96,12 +96,23 @@ def keep_annotator_manifest(out_dir):
         shutil.copyfile(manifest, dest)
 
 
+def current_result(run, work_root, annotators):
+    """The run's result, or None when it has none or one made from other annotator weights
+    than the kept ones (``annotators``: {group: sha1})."""
+    path = osp.join(work_dir_of(run, work_root), 'result.json')
+    if not osp.exists(path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    return result if training.made_with(result, plan.ROW[run.row], run.group, annotators) else None
+
+
 def train(protocol, runs, work_root):
     """Train the runs in order; a run that fails is logged and the next one runs. Returns the
     runs that failed."""
     failed = []
     for n, run in enumerate(runs, 1):
-        if osp.exists(osp.join(work_dir_of(run, work_root), 'result.json')):
+        if current_result(run, work_root, protocol['annotator_sha1']):
             continue
         inputs.log(f'[{n}/{len(runs)}] {run.describe()} at full resolution')
         try:
@@ -123,7 +134,8 @@ def main(argv=None):
     protocol = dict(iters=args.iters, lr=args.lr, labeled_batch=4, log_interval=50,
                     selection=True, test_on_val=True, annotators=dict(plan.ANNOTATORS),
                     checkpoint_interval=CHECKPOINT_INTERVAL, keep_checkpoints=1,
-                    config_dir=config_dir, workers=args.workers)
+                    config_dir=config_dir, workers=args.workers,
+                    annotator_sha1=inputs.annotator_identities())
     protocol['filter_device'] = None if args.filter_device == 'None' else args.filter_device
     for run in runs:   # finished runs whose work dirs are gone are read from their kept logs
         training.restore(kept_dir_of(run, args.work_dir, args.out), work_dir_of(run, args.work_dir))
@@ -140,21 +152,23 @@ def main(argv=None):
     summary = dict(protocol=dict(protocol, config_dir=osp.relpath(config_dir, training.REPO)),
                    resolution='480 x 360 images, 320 px crops', split=SPLIT,
                    seeds=args.seeds, rows=args.rows)
-    finished, unfinished = [], []
+    finished, unfinished, stale = [], [], []
     for run in runs:
         wd = work_dir_of(run, args.work_dir)
         kept = kept_dir_of(run, args.work_dir, args.out)
-        if osp.exists(osp.join(wd, 'result.json')):
-            with open(osp.join(wd, 'result.json')) as f:
-                finished.append(json.load(f))
+        result = current_result(run, args.work_dir, protocol['annotator_sha1'])
+        if result:
+            finished.append(result)
+        elif osp.exists(osp.join(wd, 'result.json')):
+            stale.append(dict(run=run.describe(), row=run.row, seed=run.seed))
         elif any(osp.exists(osp.join(d, 'train.log')) for d in (wd, kept)):
             unfinished.append(dict(run=run.describe(), row=run.row, seed=run.seed,
                                    log=osp.relpath(osp.join(kept, 'train.log'), args.out)))
         if osp.isdir(wd):
             training.keep_logs(wd, kept)
-    training.dump_json(dict(summary=summary, training=finished, unfinished=unfinished),
-                       osp.join(args.work_dir, 'results.json'))
-    path = report_full_resolution.write(summary, finished, unfinished, args.out)
+    training.dump_json(dict(summary=summary, training=finished, unfinished=unfinished,
+                            stale=stale), osp.join(args.work_dir, 'results.json'))
+    path = report_full_resolution.write(summary, finished, unfinished, args.out, stale)
     inputs.log(f'{len(finished)} of {len(runs)} runs finished'
                + (f', {len(failed)} failed' if failed else '') + f': {path}')
     return 1 if failed else 0

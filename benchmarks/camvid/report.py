@@ -127,8 +127,9 @@ def _header(s, training, work_root):
 Made by `benchmarks/camvid/run.py` (see its docstring), which runs in several sittings and
 rewrites this page from the runs finished so far (each kept, with its logs, under
 [logs/camvid/](logs/camvid/), from where a fresh clone reads it instead of training it
-again). Every number comes from the same machine: {s['threads']} CPU threads, no GPU. The same runs at full resolution on a GPU:
-camvid_full_resolution.md (`benchmarks/camvid/full_resolution.py`).
+again). Every number comes from the same machine: {s['threads']} CPU threads, no GPU. The
+same runs at full resolution on a GPU: camvid_full_resolution.md
+(`benchmarks/camvid/full_resolution.py`).
 
 {_progress(done, planned)}{_later_splits(s)}
 

@@ -120,10 +120,12 @@ def unfinished_text(unfinished, out_dir):
     return '\n'.join(lines) + '\n'
 
 
-def write(summary, finished, unfinished, out_dir):
+def write(summary, finished, unfinished, out_dir, stale=()):
+    """``stale``: the runs whose result was made from other annotator weights than the kept
+    ones (the command trains them again)."""
     protocol = summary['protocol']
     done = {(r['row'], r['seed']) for r in finished}
-    started = {(u['row'], u['seed']) for u in unfinished}
+    started = {(u['row'], u['seed']) for u in list(unfinished) + list(stale)}
     not_started = [f'{row} (seed {s})' for s in summary['seeds'] for row in summary['rows']
                    if (row, s) not in done | started]
     text = f"""# CamVid at full resolution
@@ -154,6 +156,9 @@ and docs/annotators.md gives their speeds). Logs: {LOGS}/.
 
 """
     text += unfinished_text(unfinished, out_dir)
+    if stale:
+        text += ('\nMade from other annotator weights than the kept ones, so not reported (the '
+                 'command trains them again): ' + ', '.join(u['run'] for u in stale) + '.\n')
     if not_started:
         text += '\nNot started: ' + ', '.join(not_started) + '.\n'
     os.makedirs(out_dir, exist_ok=True)

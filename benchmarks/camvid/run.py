@@ -157,22 +157,16 @@ def execute(run, protocol, work_root, results, alphas, risk_targets=None):
                             name=run.name if run.tau is not None else None, extra=extra)
 
 
-def wanted_annotator(run, annotators):
-    """The sha1 of the weights whose cache the run reads (None for a row without one)."""
-    return annotators.get(run.group) if plan.ROW[run.row].conformalsam else None
-
-
 def finished(run, work_root, annotators):
     """'done' (a result made with the annotator of ``annotators``, {group: weights sha1}),
     'stale' (a result made with other weights: it trains again), 'resumes' or 'to run'."""
-    wd, wanted = run_work_dir(run, work_root), wanted_annotator(run, annotators)
+    wd, row = run_work_dir(run, work_root), plan.ROW[run.row]
     if osp.exists(osp.join(wd, 'result.json')):
         with open(osp.join(wd, 'result.json')) as f:
-            made_with = json.load(f).get('annotator')
-        if made_with == wanted and (wanted or not plan.ROW[run.row].conformalsam):
-            return 'done'
-        return 'stale'
+            current = training.made_with(json.load(f), row, run.group, annotators)
+        return 'done' if current else 'stale'
     if osp.exists(osp.join(wd, 'last_checkpoint')) and osp.exists(osp.join(wd, 'options.json')):
+        wanted = annotators.get(run.group) if row.conformalsam else None
         with open(osp.join(wd, 'options.json')) as f:
             if json.load(f).get(training.ANNOTATOR_KEY) == wanted:
                 return 'resumes'

@@ -234,6 +234,16 @@ def run(config, opts, work_dir, protocol, log=print, result=None):
     return out
 
 
+def made_with(result, row, group, annotators):
+    """Whether a finished run's result comes from the annotator weights that ``annotators``
+    ({group: sha1 of the kept weights, None while there are none}) names for its group;
+    always for a row that reads no annotator."""
+    if not row.conformalsam:
+        return True
+    wanted = annotators.get(group)
+    return wanted is not None and result.get('annotator') == wanted
+
+
 def free_cores(window=2.0):
     """Threads for a run: ``CAMVID_BENCHMARK_THREADS`` if set, else the cores idle while the
     run starts (the idle share of all cores over ``window`` seconds, from /proc/stat), at

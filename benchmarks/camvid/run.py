@@ -180,11 +180,11 @@ def print_plan(runs, iters, work_root, measured, annotators):
         cost = 0.0 if state == 'done' else plan.estimate(run, iters, measured)
         total += cost
         print(f'{n:3d}. {run.describe():55s} {state:8s} ~{cost / 60:5.1f} min')
-    print(f'{sum(finished(r, work_root, annotators) == "done" for r in runs)} of {len(runs)} '
-          'runs done; '
-          f'~{total / 3600:.1f} h left at {iters} iterations per run (estimates: '
-          + ', '.join(f'{k} {v:.2f} s/it' for k, v in {**plan.SECONDS_PER_ITER,
-                                                        **measured}.items()) + ')')
+    done = sum(finished(r, work_root, annotators) == 'done' for r in runs)
+    speeds = ', '.join(f'{k} {v:.2f} s/it' for k, v in {**plan.SECONDS_PER_ITER,
+                                                         **measured}.items())
+    print(f'{done} of {len(runs)} runs done; ~{total / 3600:.1f} h left at {iters} iterations '
+          f'per run (estimates: {speeds})')
 
 
 def measured_speeds(results):

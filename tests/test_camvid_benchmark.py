@@ -591,3 +591,25 @@ def test_cost_is_the_median_over_runs_so_one_slowed_run_moves_it_little():
     text = rt.cost_section(dict(caches={}), training, {})
     cells = _md_line(text, '| Stage I only').split(' | ')
     assert cells[1:3] == ['3', '1.100'] and cells[5] == '2.20x'   # the mean would be 2.867
+
+
+def test_cost_compares_the_speeds_of_one_machine():
+    import report_training as rt
+    old = [_run_result('supervised', s, 40, 50, spi=0.5) for s in SEEDS]   # no machine recorded
+    new = [dict(_run_result('raw', s, 40, 50, 'strong', spi=0.4), machine='AMD EPYC, 2 cores')
+           for s in SEEDS + [3]]
+    text = rt.cost_section(dict(caches={}), old + new, {})
+    # the four runs of the faster machine are the table; no supervised run there: no ratio
+    assert _md_line(text, '| Stage I only').split(' | ')[1:3] == ['4', '0.400']
+    assert '| Supervised only' not in text
+    assert ('The runs of one machine only: AMD EPYC, 2 cores (4 of the 7 finished runs; the '
+            'others: 3 on a machine not recorded). No supervised run on it yet') in text
+    new += [dict(_run_result('supervised', 0, 40, 50, spi=0.2), machine='AMD EPYC, 2 cores')]
+    text = rt.cost_section(dict(caches={}), old + new, {})
+    assert _md_line(text, '| Stage I only').split(' | ')[5] == '2.00x'
+
+
+def test_machine_is_the_cpu_model_and_the_core_count(tmp_path):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nmodel name\t: AMD EPYC 7B13\nprocessor\t: 1\n')
+    assert training.machine(str(cpuinfo)) == f'AMD EPYC 7B13, {os.cpu_count()} cores'

@@ -6,6 +6,7 @@ in several sittings, so the list may be partial). A run's final number is its va
 0016E5 frames) at its last tested iteration; the selection-set mIoU (the 0001TP frames of test)
 is what the choices read and is shown beside it, never as a result.
 """
+import collections
 import math
 import statistics
 
@@ -264,17 +265,31 @@ def _per_iter(runs, key):
     return statistics.median(v) if v else None
 
 
+UNRECORDED = 'a machine not recorded'
+
+
+def machine_of(r):
+    return r.get('machine') or UNRECORDED
+
+
 def cost_section(s, training, quality):
     lines = ['## Cost', '']
+    machines = collections.Counter(machine_of(r) for r in training)
+    reference = machines.most_common(1)[0][0] if training else None
     classes = {}
     for r in training:
-        classes.setdefault(cost_class(r['row']), []).append(r)
+        if machine_of(r) == reference:   # speeds of different CPUs are not compared
+            classes.setdefault(cost_class(r['row']), []).append(r)
     base = _per_iter(classes.get('supervised', []), 'all')
     if training:
+        others = ', '.join(f'{n} on {m}' for m, n in machines.items() if m != reference)
         lines += ['Seconds per training iteration, measured by the runs (mean over each run\'s '
                   'logged windows, its first excluded, then the median over the runs, which a '
                   'run slowed by other work on the machine moves little). Ratio: to '
-                  'supervised.', '',
+                  f'supervised. The runs of one machine only: {reference} '
+                  f'({machines[reference]} of the {len(training)} finished runs'
+                  + (f'; the others: {others}' if others else '') + ').'
+                  + ('' if base else ' No supervised run on it yet, so no ratio.'), '',
                   '| cost class | runs | s / iter | Stage I | Stage II | ratio | wall time, h |',
                   '|---|---|---|---|---|---|---|']
         for name, text in COST_CLASSES.items():

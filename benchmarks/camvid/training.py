@@ -9,6 +9,7 @@ trained again, so an interrupted benchmark resumes where it stopped.
 import json
 import os
 import os.path as osp
+import platform
 import re
 import shutil
 import subprocess
@@ -227,7 +228,7 @@ def run(config, opts, work_dir, protocol, log=print, result=None):
     _run_logged(cmd, log_path, log, protocol.get('progress_seconds', 120))
     wall = time.perf_counter() - start
     out = dict(result or {}, wall_seconds=wall, resumed=resume, options=opts,
-               **read_scalars(work_dir))
+               machine=machine(), **read_scalars(work_dir))
     if protocol.get('test_on_val'):
         out['val'] = test_checkpoints(config, opts, work_dir, log)
     dump_json(out, result_path)
@@ -242,6 +243,19 @@ def made_with(result, row, group, annotators):
         return True
     wanted = annotators.get(group)
     return wanted is not None and result.get('annotator') == wanted
+
+
+def machine(cpuinfo='/proc/cpuinfo'):
+    """This machine's CPU model and core count (what a run's speed depends on), e.g.
+    'AMD EPYC, 2 cores'; the cost table compares the speeds of one machine's runs."""
+    model = None
+    try:
+        with open(cpuinfo) as f:
+            model = next((ln.split(':', 1)[1].strip() for ln in f
+                          if ln.startswith('model name')), None)
+    except OSError:
+        pass
+    return f'{model or platform.processor() or "unknown CPU"}, {os.cpu_count()} cores'
 
 
 def free_cores(window=2.0):

@@ -172,7 +172,9 @@ def test_the_report_sets_each_run_beside_its_half_resolution_run(tmp_path):
     (out / 'logs' / 'camvid_full_resolution' / 'annotator_cache_info.json').write_text(
         json.dumps(dict(model=dict(checkpoint_sha1='b5e67a710cb3ba2e'),
                         evaluation=dict(mIoU=0.39354))))
-    summary = dict(protocol=dict(iters=1750, lr=0.01, workers=10), split='1-8', seeds=[0],
+    summary = dict(protocol=dict(iters=1750, lr=0.01, workers=10,
+                                 annotator_sha1={'strong': 'b5e67a710cb3ba2e'}),
+                   split='1-8', group='strong', seeds=[0],
                    rows=['supervised', 'raw', 'conformalsam', 'conformal_pixel'],
                    resolution='480 x 360 images, 320 px crops')
     unfinished = [dict(run='conformalsam, seed 0', row='conformalsam', seed=0,
@@ -195,7 +197,15 @@ def test_the_report_sets_each_run_beside_its_half_resolution_run(tmp_path):
     summary['protocol']['filter_device'] = 'cpu'
     text = open(report.write(summary, [], [], str(out))).read()
     assert '--rows supervised raw conformalsam conformal_pixel --filter-device cpu`' in text
-    assert 'checkpoint sha1 b5e67a710cb3, mIoU 39.35 on CamVid train' in text
+    assert ('The cache these runs read (logs/camvid_full_resolution/annotator_cache_info.json): '
+            'weights sha1 b5e67a710cb3, mIoU 39.35 on CamVid train.') in text
+    # the kept weights are others now: the manifest describes the earlier runs' cache, and a
+    # half-resolution run made from other weights is no comparison
+    summary['protocol']['annotator_sha1'] = {'strong': 'c0ffee'}
+    raw = dict(_result('raw', 0, 58.1, 'strong'), annotator='c0ffee')
+    text = open(report.write(summary, [raw], [], str(out))).read()
+    assert 'The cache the runs "made from an earlier annotator" (below) read' in text
+    assert '| + raw annotator labels | 0 | ? | 58.1 | - | 40.0 | - |' in text
 
 
 def test_the_report_reads_the_kept_runs_when_their_work_dirs_are_gone(tmp_path):
@@ -216,8 +226,9 @@ def test_the_report_reads_the_kept_runs_when_their_work_dirs_are_gone(tmp_path):
     assert [u['row'] for u in results['stale']] == ['raw']
     text = (out / 'camvid_full_resolution.md').read_text()
     assert 'iteration 150 of 1750' in text
-    assert ('Made from other annotator weights than the kept ones, so not reported (the command '
-            'trains them again): raw, split 1-8, seed 0, strong annotator.') in text
+    stale = text[text.index('## Made from an earlier annotator'):]
+    assert '| + raw annotator labels | 0 | ? | 52.7 | -7.6 | 40.0 | - |' in stale
+    assert '| + raw annotator labels' not in text[:text.index('## Made from')]
     assert 'Not started' not in text
     # what was kept is left as it was
     assert (kept / 'strong' / 'conformalsam' / 'train.log').read_text() == LOG

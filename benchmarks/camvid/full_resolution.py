@@ -150,7 +150,7 @@ def main(argv=None):
         failed = train(protocol, runs, args.work_dir)
         keep_annotator_manifest(args.out)
     summary = dict(protocol=dict(protocol, config_dir=osp.relpath(config_dir, training.REPO)),
-                   resolution='480 x 360 images, 320 px crops', split=SPLIT,
+                   resolution='480 x 360 images, 320 px crops', split=SPLIT, group=GROUP,
                    seeds=args.seeds, rows=args.rows)
     finished, unfinished, stale = [], [], []
     for run in runs:
@@ -160,7 +160,8 @@ def main(argv=None):
         if result:
             finished.append(result)
         elif osp.exists(osp.join(wd, 'result.json')):
-            stale.append(dict(run=run.describe(), row=run.row, seed=run.seed))
+            with open(osp.join(wd, 'result.json')) as f:
+                stale.append(json.load(f))
         elif any(osp.exists(osp.join(d, 'train.log')) for d in (wd, kept)):
             unfinished.append(dict(run=run.describe(), row=run.row, seed=run.seed,
                                    log=osp.relpath(osp.join(kept, 'train.log'), args.out)))

@@ -62,15 +62,19 @@ def training_speed(log_path):
     return last, total, {k: tuple(sum(x) / len(v) for x in zip(*v)) for k, v in times.items()}
 
 
-def annotator_text(out_dir):
+def annotator_text(out_dir, current):
+    """Which annotator's cache the kept manifest describes: the kept weights' (sha1
+    ``current``) or an earlier one's."""
     path = osp.join(out_dir, LOGS, MANIFEST)
     if not osp.exists(path):
         return ''
     with open(path) as f:
         manifest = json.load(f)
     evaluation = manifest.get('evaluation') or {}
-    sha = (manifest.get('model') or {}).get('checkpoint_sha1', '?')[:12]
-    return (f' The cache these runs read ({LOGS}/{MANIFEST}): checkpoint sha1 {sha}, '
+    sha = (manifest.get('model') or {}).get('checkpoint_sha1') or '?'
+    whose = ('these runs read' if sha == current else
+             'the runs "made from an earlier annotator" (below) read')
+    return (f' The cache {whose} ({LOGS}/{MANIFEST}): weights sha1 {sha[:12]}, '
             f'mIoU {100 * evaluation.get("mIoU", float("nan")):.2f} on CamVid train.')
 
 
@@ -83,8 +87,12 @@ def filter_device(result):
     return 'CPU' if device == 'cpu' else 'GPU'
 
 
-def finished_table(results, out_dir):
-    supervised = {r['seed']: final_val(r) for r in results if r['row'] == 'supervised'}
+def finished_table(results, out_dir, supervised_runs=None):
+    """The runs' table; "val vs supervised" against ``supervised_runs`` (default: the
+    supervised runs among ``results``), each run beside the half-resolution run of the same
+    row and seed made from the same annotator weights."""
+    supervised = {r['seed']: final_val(r) for r in supervised_runs or results
+                  if r['row'] == 'supervised'}
     lines = ['| row | seed | machine | val mIoU | val vs supervised | selection mIoU | val mIoU at '
              'half resolution | pseudo-label filter on | s/it | minutes |',
              '|---|---|---|---|---|---|---|---|---|---|']
@@ -92,6 +100,8 @@ def finished_table(results, out_dir):
         log = osp.join(run_dir(osp.join(out_dir, LOGS), plan.ROW[r['row']], r['split'],
                                r['seed'], r.get('group')), 'train.log')
         half = half_result(out_dir, r['row'], r['split'], r['seed'], r.get('group'))
+        if half and half.get('annotator') != r.get('annotator'):
+            half = None   # read the cache of other annotator weights
         val = final_val(r)
         base = supervised.get(r['seed']) if r['row'] != 'supervised' else None
         speed = (r.get('seconds_per_iter') or {}).get('all')
@@ -126,6 +136,7 @@ def write(summary, finished, unfinished, out_dir, stale=()):
     protocol = summary['protocol']
     done = {(r['row'], r['seed']) for r in finished}
     started = {(u['row'], u['seed']) for u in list(unfinished) + list(stale)}
+    current = (protocol.get('annotator_sha1') or {}).get(summary.get('group'))
     not_started = [f'{row} (seed {s})' for s in summary['seeds'] for row in summary['rows']
                    if (row, s) not in done | started]
     text = f"""# CamVid at full resolution
@@ -141,7 +152,7 @@ annotator, ConformalSAM's self-reliance from 75% of the iterations) at {summary[
 every config rewritten by benchmarks/camvid/resolution.py (resizes to 480 x 360, crops and \
 padding 320 px, OHEM's pixel count x 4), nothing else changed; {protocol.get('workers')} \
 data-loader workers. The annotator's cache is at 480 x 360 at both resolutions, made from the \
-same checkpoint.{annotator_text(out_dir)} val (0016E5) gives the numbers, the selection set \
+same weights.{annotator_text(out_dir, current)} val (0016E5) gives the numbers, the selection set \
 (0001TP) the validation during training, as at half resolution.
 
 {finished_table(finished, out_dir)}
@@ -157,8 +168,14 @@ and docs/annotators.md gives their speeds). Logs: {LOGS}/.
 """
     text += unfinished_text(unfinished, out_dir)
     if stale:
-        text += ('\nMade from other annotator weights than the kept ones, so not reported (the '
-                 'command trains them again): ' + ', '.join(u['run'] for u in stale) + '.\n')
+        text += ('\n## Made from an earlier annotator\n\nThese runs read the cache of other '
+                 'weights of the strong annotator than the kept ones '
+                 '(benchmarks/camvid/annotators/), made by the same command before its weights '
+                 'were kept (training does not repeat bit for bit across machines): not '
+                 'comparable with the runs above or with the half-resolution runs made from the '
+                 'kept weights (only with those made from the same cache, where they are kept), '
+                 'and trained again by the command.\n\n'
+                 + finished_table(stale, out_dir, supervised_runs=finished) + '\n')
     if not_started:
         text += '\nNot started: ' + ', '.join(not_started) + '.\n'
     os.makedirs(out_dir, exist_ok=True)

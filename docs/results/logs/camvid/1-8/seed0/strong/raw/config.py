@@ -325,7 +325,7 @@ pseudo_label_head = dict(
     score='lac',
     type='AnnotatorPseudoLabelHead')
 randomness = dict(seed=0)
-resume = False
+resume = True
 scale = (
     240,
     180,

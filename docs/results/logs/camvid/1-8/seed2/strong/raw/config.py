@@ -325,7 +325,7 @@ pseudo_label_head = dict(
     score='lac',
     type='AnnotatorPseudoLabelHead')
 randomness = dict(seed=2)
-resume = True
+resume = False
 scale = (
     240,
     180,

@@ -1,6 +1,5 @@
 """What the CamVid benchmark's runs read: the data, the labeled splits, the selection set and
 the two annotators' caches, each made when it is missing (run.py's steps 1 and 2)."""
-import hashlib
 import os
 import os.path as osp
 import subprocess
@@ -9,6 +8,9 @@ import time
 
 import plan
 from training import REPO, SELECTION_FILE
+
+sys.path.insert(0, osp.join(REPO, 'tools'))
+from train_camvid_annotator import file_sha1  # noqa: E402  (the sha1 the manifest records)
 
 SPLITS = ('1-16', '1-8', '1-4')
 DATA = osp.join(REPO, 'data')
@@ -111,13 +113,7 @@ def annotator_identity(group):
     """The sha1 of the group's kept weights (None while they are not made): what the results
     of the group's runs carry, and what makes a result of other weights stale."""
     path = osp.join(REPO, plan.ANNOTATOR_WEIGHTS[group])
-    if not osp.exists(path):
-        return None
-    h = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha1(path) if osp.exists(path) else None
 
 
 def annotator_identities():

@@ -42,6 +42,24 @@ def test_estimates_use_measured_speeds_when_there_are_some():
     run = plan.Run('unimatch', '1-8', 0)
     assert plan.estimate(run, 100) == 100 * plan.SECONDS_PER_ITER['UniMatch'] + plan.EVAL_SECONDS
     assert plan.estimate(run, 100, {'UniMatch': 1.0}) == 100 + plan.EVAL_SECONDS
+    # a machine twice as fast as the defaults on what it measured: unmeasured classes too
+    half = {'none': plan.SECONDS_PER_ITER['none'] / 2,
+            'stage_one': plan.SECONDS_PER_ITER['stage_one'] / 2}
+    assert plan.speed_factor(half) == 0.5
+    assert plan.estimate(run, 100, half) == pytest.approx(
+        50 * plan.SECONDS_PER_ITER['UniMatch'] + plan.EVAL_SECONDS)
+    assert plan.speed_factor({}) == 1.0
+
+
+def test_measured_speeds_prefer_this_machines_runs():
+    def result(row, s, machine):
+        return {'row': row, 'split': '1-8', 'seed': 0, 'group': 'strong',
+                'seconds_per_iter': {'all': s}, 'machine': machine}
+    results = [result('raw', 1.0, 'slow'), result('raw', 0.4, 'fast'),
+               result('supervised', 0.5, 'slow')]
+    assert bench.measured_speeds(results, 'fast') == {'stage_one': 0.4}
+    # no run made here yet: every machine's runs
+    assert bench.measured_speeds(results, 'new') == {'stage_one': 0.7, 'none': 0.5}
     assert plan.cost_class(plan.Run('risk', '1-8', 0, 'strong')) == 'stage_one'
 
 

@@ -94,7 +94,19 @@ def cost_class(run):
     return 'stage_one' if row.conformalsam else 'none'
 
 
+def speed_factor(measured):
+    """How much faster or slower than the defaults the measured cost classes ran (the median
+    ratio; 1 without measurements): an unmeasured class is estimated at its default times it."""
+    ratios = sorted(v / SECONDS_PER_ITER[k] for k, v in (measured or {}).items() if v)
+    if not ratios:
+        return 1.0
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
+
 def estimate(run, iters, measured=None):
-    """Seconds: ``iters`` at the measured (``measured[cost class]``) or the default speed."""
-    per_iter = (measured or {}).get(cost_class(run)) or SECONDS_PER_ITER[cost_class(run)]
+    """Seconds: ``iters`` at the measured (``measured[cost class]``) speed, or at the default
+    speed scaled by the measured classes' ``speed_factor``."""
+    cls = cost_class(run)
+    per_iter = (measured or {}).get(cls) or SECONDS_PER_ITER[cls] * speed_factor(measured)
     return iters * per_iter + EVAL_SECONDS

@@ -175,22 +175,28 @@ def finished(run, work_root, annotators):
 
 def print_plan(runs, iters, work_root, measured, annotators):
     total = 0.0
+    width = max(len(run.describe()) for run in runs)
     for n, run in enumerate(runs, 1):
         state = finished(run, work_root, annotators)
         cost = 0.0 if state == 'done' else plan.estimate(run, iters, measured)
         total += cost
-        print(f'{n:3d}. {run.describe():55s} {state:8s} ~{cost / 60:5.1f} min')
+        print(f'{n:3d}. {run.describe():{width}s} {state:8s} ~{cost / 60:5.1f} min')
     done = sum(finished(r, work_root, annotators) == 'done' for r in runs)
-    speeds = ', '.join(f'{k} {v:.2f} s/it' for k, v in {**plan.SECONDS_PER_ITER,
-                                                         **measured}.items())
+    factor = plan.speed_factor(measured)
+    speeds = ', '.join(f'{k} {measured[k]:.2f}' if measured.get(k) else f'{k} ~{v * factor:.2f}'
+                       for k, v in plan.SECONDS_PER_ITER.items())
     print(f'{done} of {len(runs)} runs done; ~{total / 3600:.1f} h left at {iters} iterations '
-          f'per run (estimates: {speeds})')
+          f'per run (s/it: {speeds}; ~: not measured on this machine yet, the default times '
+          f'{factor:.2f}, the measured classes\' speed ratio)')
 
 
-def measured_speeds(results):
-    """Seconds per iteration of the finished runs, per cost class (the median over the runs)."""
+def measured_speeds(results, machine=None):
+    """Seconds per iteration of the finished runs, per cost class (the median over the runs);
+    only the runs made on ``machine`` (default: this one) where there are some."""
+    machine = machine or training.machine()
+    here = [r for r in results if r.get('machine') == machine]
     speeds = {}
-    for r in results:
+    for r in here or results:
         s = (r.get('seconds_per_iter') or {}).get('all')
         if s:
             run = plan.Run(r['row'] if r['row'] in plan.ROW else 'threshold_best', r['split'],

@@ -127,7 +127,8 @@ def _header(s, training, work_root):
 Made by `benchmarks/camvid/run.py` (see its docstring), which runs in several sittings and
 rewrites this page from the runs finished so far (each kept, with its logs, under
 [logs/camvid/](logs/camvid/), from where a fresh clone reads it instead of training it
-again). Every number comes from the same machine: {s['threads']} CPU threads, no GPU. The
+again). Every number comes from CPU training ({s['threads']} threads), no GPU; the machines
+the runs were made on are listed under Cost. The
 same runs at full resolution on a GPU: camvid_full_resolution.md
 (`benchmarks/camvid/full_resolution.py`).
 

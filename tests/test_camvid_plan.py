@@ -49,6 +49,7 @@ def test_estimates_use_measured_speeds_when_there_are_some():
     assert plan.estimate(run, 100, half) == pytest.approx(
         50 * plan.SECONDS_PER_ITER['UniMatch'] + plan.EVAL_SECONDS)
     assert plan.speed_factor({}) == 1.0
+    assert plan.cost_class(plan.Run('risk', '1-8', 0, 'strong')) == 'stage_one'
 
 
 def test_measured_speeds_prefer_this_machines_runs():
@@ -60,7 +61,6 @@ def test_measured_speeds_prefer_this_machines_runs():
     assert bench.measured_speeds(results, 'fast') == {'stage_one': 0.4}
     # no run made here yet: every machine's runs
     assert bench.measured_speeds(results, 'new') == {'stage_one': 0.7, 'none': 0.5}
-    assert plan.cost_class(plan.Run('risk', '1-8', 0, 'strong')) == 'stage_one'
 
 
 def _source(images=2, pixels=100):

@@ -14,6 +14,7 @@ so that a benchmark stopped early has its most important rows on every seed:
 5. AllSpark and AllSpark + ConformalSAM, every seed;
 each tier for the first split, then for the others.
 """
+import statistics
 from dataclasses import dataclass
 
 from training import ROWS, TAU_CANDIDATES
@@ -97,11 +98,8 @@ def cost_class(run):
 def speed_factor(measured):
     """How much faster or slower than the defaults the measured cost classes ran (the median
     ratio; 1 without measurements): an unmeasured class is estimated at its default times it."""
-    ratios = sorted(v / SECONDS_PER_ITER[k] for k, v in (measured or {}).items() if v)
-    if not ratios:
-        return 1.0
-    mid = len(ratios) // 2
-    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    ratios = [v / SECONDS_PER_ITER[k] for k, v in (measured or {}).items() if v]
+    return statistics.median(ratios) if ratios else 1.0
 
 
 def estimate(run, iters, measured=None):

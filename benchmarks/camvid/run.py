@@ -176,12 +176,12 @@ def finished(run, work_root, annotators):
 def print_plan(runs, iters, work_root, measured, annotators):
     total = 0.0
     width = max(len(run.describe()) for run in runs)
-    for n, run in enumerate(runs, 1):
-        state = finished(run, work_root, annotators)
+    states = [finished(run, work_root, annotators) for run in runs]
+    for n, (run, state) in enumerate(zip(runs, states), 1):
         cost = 0.0 if state == 'done' else plan.estimate(run, iters, measured)
         total += cost
         print(f'{n:3d}. {run.describe():{width}s} {state:8s} ~{cost / 60:5.1f} min')
-    done = sum(finished(r, work_root, annotators) == 'done' for r in runs)
+    done = states.count('done')
     factor = plan.speed_factor(measured)
     speeds = ', '.join(f'{k} {measured[k]:.2f}' if measured.get(k) else f'{k} ~{v * factor:.2f}'
                        for k, v in plan.SECONDS_PER_ITER.items())

@@ -609,6 +609,27 @@ def test_cost_compares_the_speeds_of_one_machine():
     assert _md_line(text, '| Stage I only').split(' | ')[5] == '2.00x'
 
 
+def test_cost_ratio_on_a_machine_without_supervised_runs_uses_its_timing_run():
+    import report_training as rt
+    old = [_run_result('supervised', s, 40, 50, spi=0.5) for s in SEEDS]   # no machine recorded
+    new = [dict(_run_result('raw', s, 40, 50, 'strong', spi=0.4), machine='AMD EPYC, 2 cores')
+           for s in SEEDS + [3]]
+    timed = dict(caches={}, supervised_timing={'AMD EPYC, 2 cores': 0.25, 'Other, 8 cores': 0.1})
+    text = rt.cost_section(timed, old + new, {})
+    assert _md_line(text, '| Stage I only').split(' | ')[5] == '1.60x'
+    assert ('the ratio\'s supervised speed (0.250 s / iter) is a 200-iteration timing run of the '
+            'supervised row there (logs/camvid/speed/)') in text
+    # another machine's timing run is not this machine's denominator
+    text = rt.cost_section(dict(caches={}, supervised_timing={'Other, 8 cores': 0.1}),
+                           old + new, {})
+    assert _md_line(text, '| Stage I only').split(' | ')[5] == '-'
+    # a supervised run of the benchmark on the machine comes before the timing run
+    new += [dict(_run_result('supervised', 0, 40, 50, spi=0.2), machine='AMD EPYC, 2 cores')]
+    text = rt.cost_section(timed, old + new, {})
+    assert _md_line(text, '| Stage I only').split(' | ')[5] == '2.00x'
+    assert 'timing run' not in text
+
+
 def test_machine_is_the_cpu_model_and_the_core_count(tmp_path):
     cpuinfo = tmp_path / 'cpuinfo'
     cpuinfo.write_text('processor\t: 0\nmodel name\t: AMD EPYC 7B13\nprocessor\t: 1\n')

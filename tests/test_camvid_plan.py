@@ -16,6 +16,7 @@ import derived  # noqa: E402
 import inputs  # noqa: E402
 import plan  # noqa: E402
 import run as bench  # noqa: E402
+import speed  # noqa: E402
 import training  # noqa: E402
 
 
@@ -188,6 +189,48 @@ def test_a_finished_run_kept_beside_the_report_is_read_not_trained(tmp_path, mon
     assert not osp.exists(osp.join(other, 'result.json'))
     # nothing kept: nothing restored
     assert not training.restore(str(tmp_path / 'nothing'), str(tmp_path / 'fresh'))
+
+
+def test_the_supervised_row_is_timed_once_per_machine_and_kept(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_training(cmd, log_path, log, progress_seconds):
+        calls.append(cmd)
+        wd = cmd[cmd.index('--work-dir') + 1]
+        os.makedirs(osp.join(wd, 'run', 'vis_data'), exist_ok=True)
+        with open(osp.join(wd, 'run', 'vis_data', 'scalars.json'), 'w') as f:
+            for it, t in ((50, 2.0), (100, 0.3), (150, 0.5), (200, 0.4)):
+                f.write(json.dumps(dict(iter=it, time=t, step=it)) + '\n')
+            f.write(json.dumps(dict(mIoU=10.0, step=200)) + '\n')
+    monkeypatch.setattr(training, '_run_logged', fake_training)
+    monkeypatch.setattr(training, 'machine', lambda: 'CPU X, 2 cores')
+    work_root, kept = str(tmp_path / 'work'), str(tmp_path / 'kept')
+    protocol = dict(iters=1750, lr=0.01, labeled_batch=4, log_interval=50, selection=True,
+                    test_on_val=True, checkpoint_interval=250)
+    elsewhere = [dict(row='supervised', machine='CPU Y, 2 cores')]
+    assert speed.needed(elsewhere, work_root, 'CPU X, 2 cores')
+    out = speed.measure(protocol, work_root, log=lambda m: None)
+    cmd = ' '.join(calls[-1])
+    assert 'supervised/deeplabv3plus_effl0_camvid-1-8.py' in cmd
+    assert 'train_cfg.max_iters=200' in cmd and 'optim_wrapper.optimizer.lr=0.01' in cmd
+    assert 'splits/camvid/1-8/labeled.txt' in cmd and 'randomness.seed=0' in cmd
+    assert out['machine'] == 'CPU X, 2 cores' and 'val' not in out   # no val test
+    assert out['seconds_per_iter']['all'] == pytest.approx(0.4)   # the first window excluded
+    assert speed.supervised_speeds(work_root) == {'CPU X, 2 cores': pytest.approx(0.4)}
+    assert not speed.needed(elsewhere, work_root, 'CPU X, 2 cores')
+    speed.measure(protocol, work_root, log=lambda m: None)   # read, not trained again
+    assert len(calls) == 1
+    # kept beside the report, read back on a fresh machine
+    speed.keep(work_root, kept)
+    assert osp.exists(osp.join(kept, 'speed', 'CPU_X_2_cores', 'result.json'))
+    shutil.rmtree(work_root)
+    assert speed.needed(elsewhere, work_root, 'CPU X, 2 cores')
+    speed.restore(kept, work_root)
+    assert speed.supervised_speeds(work_root) == {'CPU X, 2 cores': pytest.approx(0.4)}
+    # a supervised run of the benchmark on the machine needs no timing run
+    shutil.rmtree(work_root)
+    here = [dict(row='supervised', machine='CPU X, 2 cores')]
+    assert not speed.needed(here, work_root, 'CPU X, 2 cores')
 
 
 def test_a_result_made_with_other_annotator_weights_is_trained_again(tmp_path, monkeypatch):

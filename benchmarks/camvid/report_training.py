@@ -11,6 +11,7 @@ import math
 import statistics
 
 import plan
+from speed import TIMING_ITERS
 from training import ROWS
 
 ROW = {r.name: r for r in ROWS}
@@ -281,6 +282,16 @@ def cost_section(s, training, quality):
         if machine_of(r) == reference:   # speeds of different CPUs are not compared
             classes.setdefault(cost_class(r['row']), []).append(r)
     base = _per_iter(classes.get('supervised', []), 'all')
+    timed = (s.get('supervised_timing') or {}).get(reference)
+    if base:
+        base_text = ''
+    elif timed:
+        base, base_text = timed, (
+            f' No supervised run of the benchmark on it: the ratio\'s supervised speed '
+            f'({timed:.3f} s / iter) is a {TIMING_ITERS}-iteration timing run of the supervised '
+            'row there (logs/camvid/speed/).')
+    else:
+        base_text = ' No supervised run on it yet, so no ratio.'
     if training:
         others = ', '.join(f'{n} on {m}' for m, n in machines.items() if m != reference)
         lines += ['Seconds per training iteration, measured by the runs (mean over each run\'s '
@@ -288,8 +299,7 @@ def cost_section(s, training, quality):
                   'run slowed by other work on the machine moves little). Ratio: to '
                   f'supervised. The runs of one machine only: {reference} '
                   f'({machines[reference]} of the {len(training)} finished runs'
-                  + (f'; the others: {others}' if others else '') + ').'
-                  + ('' if base else ' No supervised run on it yet, so no ratio.'), '',
+                  + (f'; the others: {others}' if others else '') + ').' + base_text, '',
                   '| cost class | runs | s / iter | Stage I | Stage II | ratio | wall time, h |',
                   '|---|---|---|---|---|---|---|']
         for name, text in COST_CLASSES.items():

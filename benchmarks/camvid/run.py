@@ -24,7 +24,9 @@ work dir is gone is read from its kept logs under docs/results/logs/camvid/):
    images certify (labeled images only), and the fixed threshold t* with the best
    selection-set mIoU among the candidates (choices.py);
 5. pseudo-label quality of both annotators on the 1/8 split's unlabeled images (quality.py);
-6. the runs of plan.py in its order, each evaluated on the selection set and on val;
+6. the runs of plan.py in its order, each evaluated on the selection set and on val; on a
+   machine where no supervised run was made, a 200-iteration timing run of the supervised row
+   first (speed.py: the cost table's ratios compare one machine's speeds);
 7. the report: docs/results/camvid.md and its PNGs (report.py), and the README's table of
    split 1/8 (report_readme.py; only when the report goes to docs/results).
 
@@ -56,6 +58,7 @@ sys.path.insert(0, HERE)
 
 import inputs  # noqa: E402
 import plan  # noqa: E402
+import speed  # noqa: E402
 import training  # noqa: E402
 from derived import (ALPHAS, QUALITY_SPLIT, SIMULATED_GAPS, TAUS,  # noqa: E402
                      labeled_choices, run_quality, run_risk_quality)
@@ -251,6 +254,8 @@ def run_training(args, protocol, runs, alphas, risk_targets):
     for n, run in enumerate(runs, 1):
         if finished(run, args.work_dir, annotators) == 'done':
             continue
+        if trained == 0 and speed.needed(results, args.work_dir, training.machine()):
+            speed.measure(protocol, args.work_dir, log=log)
         if args.max_runs is not None and trained >= args.max_runs:
             log(f'stopping after {trained} runs (--max-runs); the next sitting goes on')
             break
@@ -280,6 +285,7 @@ def main(argv=None):
         return
     runs = plan.make_plan(args.seeds, args.splits, args.rows)
     restore_kept(runs, args.work_dir, args.out)
+    speed.restore(osp.join(args.out, 'logs', 'camvid'), args.work_dir)
     iters = args.iters or read_length(args.work_dir, args.out,
                                       run_study=not (args.plan or args.report_only))
     if args.plan:
@@ -310,12 +316,14 @@ def main(argv=None):
                    annotator_seconds=annotator_seconds, alpha_choices=alphas,
                    risk_target_choices=risk_targets,
                    tau_choices={sp: choose_tau(train_results, sp) for sp in args.splits},
+                   supervised_timing=speed.supervised_speeds(args.work_dir),
                    wall_seconds=time.perf_counter() - start, threads=os.cpu_count())
     dump_json(dict(summary=summary, quality=quality_results, training=train_results),
           osp.join(args.work_dir, 'results.json'))
     import report
     path = report.write(args.work_dir, args.out, split_stems(QUALITY_SPLIT))
     keep_logs(runs, args.work_dir, args.out)   # after the report: with its predictions
+    speed.keep(args.work_dir, osp.join(args.out, 'logs', 'camvid'))
     if osp.abspath(args.out) == osp.join(REPO, 'docs', 'results') and QUALITY_SPLIT in args.splits:
         import report_readme
         report_readme.update(osp.join(REPO, 'README.md'), summary, train_results, QUALITY_SPLIT)

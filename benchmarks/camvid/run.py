@@ -254,11 +254,11 @@ def run_training(args, protocol, runs, alphas, risk_targets):
     for n, run in enumerate(runs, 1):
         if finished(run, args.work_dir, annotators) == 'done':
             continue
-        if trained == 0 and speed.needed(results, args.work_dir, training.machine()):
-            speed.measure(protocol, args.work_dir, log=log)
         if args.max_runs is not None and trained >= args.max_runs:
             log(f'stopping after {trained} runs (--max-runs); the next sitting goes on')
             break
+        if trained == 0 and speed.needed(results, args.work_dir, training.machine()):
+            speed.measure(protocol, args.work_dir, log=log)
         speeds = measured_speeds(results)   # once per run, not once per remaining run
         left = sum(plan.estimate(r, protocol['iters'], speeds)
                    for r in runs[n - 1:] if finished(r, args.work_dir, annotators) != 'done')

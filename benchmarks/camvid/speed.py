@@ -54,9 +54,8 @@ def measure(protocol, work_root, log=print):
 def supervised_speeds(root):
     """{machine: seconds per iteration} of the timing runs under ``ROOT/speed/``."""
     out = {}
-    base = osp.join(root, 'speed')
-    for name in sorted(os.listdir(base)) if osp.isdir(base) else []:
-        path = osp.join(base, name, 'result.json')
+    for name in _timing_runs(root):
+        path = osp.join(root, 'speed', name, 'result.json')
         if osp.exists(path):
             with open(path) as f:
                 r = json.load(f)
@@ -68,14 +67,19 @@ def supervised_speeds(root):
 
 def keep(work_root, kept_root):
     """Copy every timing run's result and trimmed logs under ``KEPT_ROOT/speed/``."""
-    base = osp.join(work_root, 'speed')
-    for name in sorted(os.listdir(base)) if osp.isdir(base) else []:
-        if osp.exists(osp.join(base, name, 'result.json')):
-            training.keep_logs(osp.join(base, name), osp.join(kept_root, 'speed', name))
+    for name in _timing_runs(work_root):
+        wd = osp.join(work_root, 'speed', name)
+        if osp.exists(osp.join(wd, 'result.json')):
+            training.keep_logs(wd, osp.join(kept_root, 'speed', name))
 
 
 def restore(kept_root, work_root):
     """The other way round (a fresh machine): the kept timing runs' results are read back."""
-    base = osp.join(kept_root, 'speed')
-    for name in sorted(os.listdir(base)) if osp.isdir(base) else []:
-        training.restore(osp.join(base, name), osp.join(work_root, 'speed', name))
+    for name in _timing_runs(kept_root):
+        training.restore(osp.join(kept_root, 'speed', name), osp.join(work_root, 'speed', name))
+
+
+def _timing_runs(root):
+    """The machine folders under ``ROOT/speed/``, sorted."""
+    base = osp.join(root, 'speed')
+    return sorted(os.listdir(base)) if osp.isdir(base) else []

@@ -103,7 +103,10 @@ def test_every_row_trains_the_same_schedule_on_its_split():
                                     choices={None: dict(tau=0.7, alpha=0.3, risk_target=0.1)})
         assert osp.exists(osp.join(training.CONFIGS, row.config))
         assert opts['train_cfg.max_iters'] == 50 and opts['randomness.seed'] == 3
-        if row.host in training.HOST_RECIPES:   # the authors' street-scene recipe
+        # the hosts and their supervised row: the authors' street-scene recipe
+        assert (row.recipe == training.HOSTS) == (row.host in ('UniMatch', 'AllSpark')
+                                                  or row.name == 'supervised_hosts_recipe')
+        if row.recipe == training.HOSTS:
             assert 'optim_wrapper.optimizer.lr' not in opts
             cfg = Config.fromfile(osp.join(training.CONFIGS, row.config))
             assert cfg.optim_wrapper.optimizer.lr == 0.005

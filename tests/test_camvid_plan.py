@@ -37,6 +37,9 @@ def test_the_plan_puts_complete_comparisons_first():
     weak = {r.row for r in runs if r.group == 'weak'}
     assert weak == set(plan.WEAK_ROWS)
     assert runs[-1].row == 'allspark_conformalsam'
+    # each seed's hosts follow the supervised row of their recipe
+    index = {(r.row, r.seed): i for i, r in enumerate(runs)}
+    assert all(index['supervised_hosts_recipe', s] < index['unimatch', s] for s in (0, 1, 2))
 
 
 def test_estimates_use_measured_speeds_when_there_are_some():

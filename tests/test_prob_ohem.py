@@ -57,3 +57,47 @@ def test_unimatch_labeled_loss_option():
                                F.cross_entropy(logits, target, ignore_index=255))
     with pytest.raises(ValueError, match='sup_loss'):
         build_unimatch(sup_loss=dict(type='OHEM', keep=3))
+
+
+def _decode_head_loss(loss_decode, logits, target):
+    """The loss MMSegmentation's decode head computes from ``logits`` (already at the labels'
+    size) with ``loss_decode``."""
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    import conformalsam_mmseg  # noqa: F401  (registers ProbOhemLoss)
+    head = MODELS.build(dict(type='FCNHead', in_channels=4, channels=4, num_convs=0,
+                             concat_input=False, num_classes=logits.shape[1],
+                             loss_decode=loss_decode))
+    samples = [SegDataSample(gt_sem_seg=PixelData(data=t[None])) for t in target]
+    return head.loss_by_feat(logits, samples)
+
+
+def test_decode_head_loss_is_the_hosts_labeled_loss():
+    """ProbOhemLoss in a plain model's decode head: the loss and gradient of the hosts'
+    sup_loss (prob_ohem_cross_entropy) on the same logits, so a supervised model trains with
+    the hosts' labeled loss."""
+    logits, target = _case(6, k=11, h=16, w=16)
+    logits = logits.float()
+    ours_in = logits.clone().requires_grad_()
+    ref_in = logits.clone().requires_grad_()
+    losses = _decode_head_loss(dict(type='ProbOhemLoss', thresh=0.7, min_kept=100),
+                               ours_in, target)
+    ref = prob_ohem_cross_entropy(ref_in, target, thresh=0.7, min_kept=100)
+    assert set(losses) == {'loss_ohem', 'acc_seg'}
+    losses['loss_ohem'].backward()
+    ref.backward()
+    torch.testing.assert_close(losses['loss_ohem'], ref)
+    torch.testing.assert_close(ours_in.grad, ref_in.grad)
+    # negative control: the base config's cross-entropy is another loss on these logits
+    plain = _decode_head_loss(dict(type='CrossEntropyLoss', avg_non_ignore=True), logits, target)
+    assert abs(float(plain['loss_ce']) - float(ref)) > 1e-3
+
+
+def test_decode_head_loss_rejects_bad_options():
+    from conformalsam_mmseg.models.losses import ProbOhemLoss
+    with pytest.raises(ValueError, match='thresh'):
+        ProbOhemLoss(thresh=1.5)
+    logits, target = _case(7)
+    with pytest.raises(ValueError, match='sampler'):
+        ProbOhemLoss()(logits, target, weight=torch.ones_like(target, dtype=logits.dtype))

@@ -374,3 +374,26 @@ def test_camvid_configs_take_the_street_scene_recipe():
         train = cfg.model.semi_train_cfg
         assert train.conf_thresh == 0.0
         assert train.sup_loss == dict(type='ProbOhem', thresh=0.7, min_kept=16000)
+
+
+def test_camvid_supervised_row_of_the_hosts_recipe():
+    """configs/supervised/..._street-scenes.py: the CamVid supervised config with only the
+    hosts' optimizer and labeled loss changed, those being UniMatch's and AllSpark's."""
+    def load(*path):
+        return Config.fromfile(osp.join(REPO, 'configs', *path))
+    ours = load('supervised', 'deeplabv3plus_effl0_camvid-1-8_street-scenes.py')
+    base = load('supervised', 'deeplabv3plus_effl0_camvid-1-8.py')
+    for host in (load('unimatch', 'unimatch_deeplabv3plus_effl0_camvid-1-8.py'),
+                 load('allspark', 'allspark_deeplabv3plus_effl0_camvid-1-8.py')):
+        assert ours.optim_wrapper == host.optim_wrapper
+        assert ours.param_scheduler == host.param_scheduler
+        ohem = host.model.semi_train_cfg.sup_loss
+        assert ours.model.decode_head.loss_decode == dict(
+            type='ProbOhemLoss', thresh=ohem.thresh, min_kept=ohem.min_kept)
+    assert base.optim_wrapper != ours.optim_wrapper   # negative control: another optimizer
+    ours_d, base_d = ours.to_dict(), base.to_dict()
+    assert {k for k in set(ours_d) | set(base_d) if ours_d.get(k) != base_d.get(k)} == {
+        'model', 'optim_wrapper', 'optimizer'}
+    ours_d['model']['decode_head'].pop('loss_decode')
+    base_d['model']['decode_head'].pop('loss_decode')
+    assert ours_d['model'] == base_d['model']

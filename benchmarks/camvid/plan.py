@@ -9,7 +9,7 @@ so that a benchmark stopped early has its most important rows on every seed:
 1. supervised, raw, the paper's filter, the risk filter, ConformalSAM (strong), every seed;
 2. the threshold candidates (seed 0, strong; the selection set chooses t*), then the other
    strong Stage I rows and ConformalSAM with the risk filter, every seed;
-3. UniMatch and UniMatch + ConformalSAM, every seed;
+3. the supervised row of the hosts' recipe, UniMatch and UniMatch + ConformalSAM, every seed;
 4. the weak group's rows, every seed;
 5. AllSpark and AllSpark + ConformalSAM, every seed;
 each tier for the first split, then for the others.
@@ -30,7 +30,7 @@ TIERS = (
     ('supervised', 'raw', 'conformal_pixel', 'risk', 'conformalsam'),
     ('threshold_0.9', 'threshold_best', 'conformal_pixel_filtering', 'conformal_class',
      'conformalsam_risk'),
-    ('unimatch', 'unimatch_conformalsam'),
+    ('supervised_hosts_recipe', 'unimatch', 'unimatch_conformalsam'),
     'weak',
     ('allspark', 'allspark_conformalsam'),
 )

@@ -148,7 +148,8 @@ CutMix-source images), poly decay, {p['iters']} iterations
 SGD lr {p['lr']:g} (head x10) for the supervised and ConformalSAM-alone rows; the UniMatch and
 AllSpark rows (with or without ConformalSAM) take their authors' street-scene (Cityscapes) recipe,
 the closest to CamVid: lr 0.005 at one rate for every parameter, the OHEM labeled loss, and
-UniMatch's threshold 0 (docs/semi_supervised.md). ConformalSAM:
+UniMatch's threshold 0 (docs/semi_supervised.md); the supervised row of that recipe (same
+network and labeled images) tells what the hosts' unlabeled images add under it. ConformalSAM:
 the paper's pixel mode and foreground-first rule (CamVid has no background class, so the rule
 keeps the most probable class of the set), alpha 0.05 unless the row says otherwise, Stage II
 (self-reliance) from 75% of the iterations.

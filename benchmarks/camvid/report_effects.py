@@ -59,7 +59,8 @@ def comparisons(keys):
     for host in ('unimatch', 'allspark'):
         out += [('host + ConformalSAM > host', (f'{host}_conformalsam', g), (host, None), 1)
                 for g in GROUPS]
-        out.append(('host > supervised', (host, None), ('supervised', None), 1))
+        out += [('host > supervised', (host, None), ('supervised', None), 1),
+                ('host > supervised', (host, None), ('supervised_hosts_recipe', None), 1)]
     return [c for c in out if c[1] in have and c[2] in have]
 
 

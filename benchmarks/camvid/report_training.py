@@ -37,6 +37,7 @@ def risk_target(s, group, split=None):
 
 
 COST_CLASSES = {'supervised': 'Supervised only',
+                'supervised_hosts_recipe': 'Supervised only, the hosts\' recipe (OHEM)',
                 'stage_one': 'Stage I only (annotator labels, any filter; t* candidates too)',
                 'conformalsam': 'ConformalSAM (Stage I + II)', 'unimatch': 'UniMatch',
                 'unimatch_conformalsam': 'UniMatch + ConformalSAM', 'allspark': 'AllSpark',
@@ -254,7 +255,7 @@ def cost_class(row):
         return 'stage_one'
     r = ROW[row]
     if r.host == 'none':
-        return 'stage_one' if r.conformalsam else 'supervised'
+        return 'stage_one' if r.conformalsam else row
     if r.host == 'SelfReliance':
         return 'conformalsam'
     return r.host.lower() + ('_conformalsam' if r.conformalsam else '')

@@ -36,6 +36,13 @@ class Row:
     choice: str = None           # 'tau' / 'alpha' / 'risk_target': an option chosen on the
     #                              selection set / the labeled images before the row runs
     #                              (choices.py)
+    recipe: str = 'benchmark'    # the optimizer: the benchmark's (SGD at --lr, head x10) or
+    #                              'hosts': the hosts' street-scene one of the row's config
+
+    @property
+    def supervised(self):
+        """Trains on the labeled images only (a plain data set, not a semi one)."""
+        return self.config.startswith('supervised/')
 
 
 def _stage_one(**head):
@@ -50,13 +57,15 @@ def _risk(target):
 
 
 SUPERVISED = 'supervised/deeplabv3plus_effl0_camvid-1-8.py'
+SUPERVISED_HOSTS_RECIPE = 'supervised/deeplabv3plus_effl0_camvid-1-8_street-scenes.py'
 CONFORMALSAM = 'conformalsam_camvid.py'
 UNIMATCH = 'unimatch/unimatch_deeplabv3plus_effl0_camvid-1-8.py'
 ALLSPARK = 'allspark/allspark_deeplabv3plus_effl0_camvid-1-8.py'
 TAU_CANDIDATES = (0.5, 0.7, 0.9, 0.95)
 # hosts trained with their authors' street-scene recipe (their configs' optimizer, OHEM and
-# threshold; configs/_base_/schedules/street_scenes_sgd.py), not the benchmark's lr
-HOST_RECIPES = ('UniMatch', 'AllSpark')   # the fixed thresholds the selection set chooses from
+# threshold; configs/_base_/schedules/street_scenes_sgd.py), not the benchmark's lr; the
+# supervised row of that recipe tells what the hosts' unlabeled images add under it
+HOSTS = 'hosts'
 ROWS = (
     Row('supervised', 'Supervised only (labeled images)', 'supervised', SUPERVISED),
     Row('raw', '+ raw annotator labels', '+ raw', CONFORMALSAM,
@@ -84,12 +93,14 @@ ROWS = (
         'ConformalSAM\nrisk', CONFORMALSAM,
         {f'model.pseudo_label_head.{k}': v for k, v in _risk(0.05).items()},
         host='SelfReliance', conformalsam=True, choice='risk_target'),
-    Row('unimatch', 'UniMatch', 'UniMatch', UNIMATCH, host='UniMatch'),
+    Row('supervised_hosts_recipe', 'Supervised only, the hosts\' street-scene recipe (lr 0.005, '
+        'OHEM)', 'supervised\nhosts\' recipe', SUPERVISED_HOSTS_RECIPE, recipe=HOSTS),
+    Row('unimatch', 'UniMatch', 'UniMatch', UNIMATCH, host='UniMatch', recipe=HOSTS),
     Row('unimatch_conformalsam', 'UniMatch + ConformalSAM', 'UniMatch\n+ CSAM',
-        'unimatch_conformalsam_camvid.py', host='UniMatch', conformalsam=True),
-    Row('allspark', 'AllSpark', 'AllSpark', ALLSPARK, host='AllSpark'),
+        'unimatch_conformalsam_camvid.py', host='UniMatch', conformalsam=True, recipe=HOSTS),
+    Row('allspark', 'AllSpark', 'AllSpark', ALLSPARK, host='AllSpark', recipe=HOSTS),
     Row('allspark_conformalsam', 'AllSpark + ConformalSAM', 'AllSpark\n+ CSAM',
-        'allspark_conformalsam_camvid.py', host='AllSpark', conformalsam=True),
+        'allspark_conformalsam_camvid.py', host='AllSpark', conformalsam=True, recipe=HOSTS),
 )
 ROW_NAMES = tuple(r.name for r in ROWS)
 
@@ -107,7 +118,7 @@ def row_options(row, split, seed, protocol, group=None, choices=None):
         'default_hooks.logger.interval': protocol['log_interval'],
         'randomness.seed': seed,
     }
-    if row.host not in HOST_RECIPES:
+    if row.recipe != HOSTS:
         opts['optim_wrapper.optimizer.lr'] = protocol['lr']
     if protocol.get('val_interval'):
         opts['train_cfg.val_interval'] = protocol['val_interval']
@@ -118,7 +129,7 @@ def row_options(row, split, seed, protocol, group=None, choices=None):
         opts['train_dataloader.num_workers'] = protocol['workers']
     opts.update(row_options_eval(protocol))
     split_dir = f'splits/camvid/{split}'
-    if row.name == 'supervised':
+    if row.supervised:
         opts['train_dataloader.dataset.ann_file'] = f'{split_dir}/labeled.txt'
         opts['train_dataloader.batch_size'] = protocol['labeled_batch']
     else:

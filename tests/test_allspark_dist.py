@@ -79,6 +79,9 @@ def worker(rank, store, out_dir):
                    os.path.join(out_dir, f'rank{rank}.pt'))
     finally:
         dist.destroy_process_group()
+    # leave without running the destructors of the DDP module and the gloo group: in a small
+    # fraction of runs one of them never returns once the work is done, and the test would hang
+    os._exit(0)
 
 
 def test_rank0_is_the_authors_ddp_memory_and_all_gather_is_the_global_batch(tmp_path):

@@ -411,6 +411,18 @@ def test_report_table_has_the_seed_spreads_and_paired_differences(tmp_path):
         '| 98.0 | 95.0 | - |' in text
 
 
+def test_report_states_the_sittings_time_only_when_it_trained(tmp_path):
+    import report
+    results = _fake_results(tmp_path)
+    text = open(report.write(str(tmp_path), str(tmp_path / 'out'), ([], []))).read()
+    assert 'The latest sitting of run.py took 0.5 min on 2 CPU threads.' in text
+    results['summary']['wall_seconds'] = None   # --report-only trains nothing
+    with open(tmp_path / 'results.json', 'w') as f:
+        json.dump(results, f)
+    text = open(report.write(str(tmp_path), str(tmp_path / 'out'), ([], []))).read()
+    assert 'The latest sitting' not in text
+
+
 def test_report_says_how_many_runs_are_finished(tmp_path):
     import plan
     import report
@@ -524,7 +536,8 @@ def test_readme_table_is_the_reports_table_between_its_markers(tmp_path):
     assert '| Supervised only (labeled images) | 42.0 ± 2.0 (3) | - |' in text
     assert '| + raw annotator labels (strong) | 39.7 ± 1.5 (3) | -2.3 ± 1.5 (3) |' in text
     assert '| + risk-controlled' not in text   # planned rows with no finished run are left out
-    assert 'Expected effects (seed by seed, beyond the spread): ' in text
+    assert ('Expected effects (seed by seed, beyond the spread): holds: 2, does not hold: 2, '
+            'not measured yet: 7; each with its evidence in the report.') in text
     readme.write_text('no markers\n')
     with pytest.raises(ValueError, match='camvid-results'):
         report_readme.update(str(readme), results['summary'], results['training'])

@@ -34,7 +34,7 @@ def section(s, training, split='1-8'):
         counts[result] = counts.get(result, 0) + 1
     if counts:
         lines += ['', 'Expected effects (seed by seed, beyond the spread): ' + ', '.join(
-            f'{counts[k]} {k}' for k in ('holds', 'does not hold', 'not measured yet')
+            f'{k}: {counts[k]}' for k in ('holds', 'does not hold', 'not measured yet')
             if k in counts) + '; each with its evidence in the report.']
     return lines
 

@@ -317,7 +317,8 @@ def main(argv=None):
                    risk_target_choices=risk_targets,
                    tau_choices={sp: choose_tau(train_results, sp) for sp in args.splits},
                    supervised_timing=speed.supervised_speeds(args.work_dir),
-                   wall_seconds=time.perf_counter() - start, threads=os.cpu_count())
+                   wall_seconds=None if args.report_only else time.perf_counter() - start,
+                   threads=os.cpu_count())
     dump_json(dict(summary=summary, quality=quality_results, training=train_results),
           osp.join(args.work_dir, 'results.json'))
     import report
@@ -327,7 +328,7 @@ def main(argv=None):
     if osp.abspath(args.out) == osp.join(REPO, 'docs', 'results') and QUALITY_SPLIT in args.splits:
         import report_readme
         report_readme.update(osp.join(REPO, 'README.md'), summary, train_results, QUALITY_SPLIT)
-    log(f'done in {summary["wall_seconds"] / 60:.1f} min: {path}')
+    log(f'done in {(time.perf_counter() - start) / 60:.1f} min: {path}')
 
 
 if __name__ == '__main__':

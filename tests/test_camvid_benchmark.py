@@ -342,7 +342,7 @@ def _fake_quality():
             'simulated_gap0.25': json.loads(json.dumps(out))}
 
 
-def _fake_results(tmp_path):
+def _fake_results(tmp_path, wall_seconds=30.0):
     import plan
     cal = dict(conformal_q=0.62, conformal_kept_ratio=0.98, conformal_holdout_coverage=0.95)
     training = []
@@ -376,7 +376,7 @@ def _fake_results(tmp_path):
         tau_choices={'1-8': None},
         caches={g: dict(bytes=2 ** 30, entries=367, codec='zlib', topk=None)
                 for g in ('strong', 'weak')},
-        annotator_seconds={'strong': 0.0, 'weak': 0.0}, wall_seconds=30.0, threads=2)
+        annotator_seconds={'strong': 0.0, 'weak': 0.0}, wall_seconds=wall_seconds, threads=2)
     results = dict(summary=summary, quality=_fake_quality(), training=training)
     with open(tmp_path / 'results.json', 'w') as f:
         json.dump(results, f)
@@ -413,12 +413,10 @@ def test_report_table_has_the_seed_spreads_and_paired_differences(tmp_path):
 
 def test_report_states_the_sittings_time_only_when_it_trained(tmp_path):
     import report
-    results = _fake_results(tmp_path)
+    _fake_results(tmp_path)
     text = open(report.write(str(tmp_path), str(tmp_path / 'out'), ([], []))).read()
     assert 'The latest sitting of run.py took 0.5 min on 2 CPU threads.' in text
-    results['summary']['wall_seconds'] = None   # --report-only trains nothing
-    with open(tmp_path / 'results.json', 'w') as f:
-        json.dump(results, f)
+    _fake_results(tmp_path, wall_seconds=None)   # --report-only trains nothing
     text = open(report.write(str(tmp_path), str(tmp_path / 'out'), ([], []))).read()
     assert 'The latest sitting' not in text
 
